@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * bcache.c - the buffer cache: a hash of buffers by (owner, level, idx),
+ * an LRU of clean buffers and the list of dirty ones.  Everything here
+ * runs under fs->lock.  Buffers are only ever evicted between operations
+ * (bcache_evict), so a pointer from bcache_find stays valid for the rest
+ * of the operation that got it.
+ *
+ * Eviction keeps a clean buffer whose content a CP is still writing
+ * (io_gen newer than the durable generation): its address is not on the
+ * disk yet.
+ */
+#include <stdlib.h>
+
+#include "fs_impl.h"
+
+static size_t bc_slot(const struct bcache *bc, uint64_t owner, uint8_t level,
+		      uint64_t idx)
+{
+	uint64_t h = owner * 0x9e3779b97f4a7c15ull ^ (idx + level) *
+		     0xc2b2ae3d27d4eb4full;
+	h ^= h >> 29;
+	return (size_t)(h & (bc->nhash - 1));
+}
+
+static void list_init(struct buf *head)
+{
+	head->prev = head->next = head;
+}
+
+static void list_del(struct buf *b)
+{
+	b->prev->next = b->next;
+	b->next->prev = b->prev;
+	b->prev = b->next = b;
+}
+
+static void list_add_tail(struct buf *head, struct buf *b)
+{
+	b->prev = head->prev;
+	b->next = head;
+	head->prev->next = b;
+	head->prev = b;
+}
+
+int bcache_init(struct bcache *bc, size_t max_bytes)
+{
+	memset(bc, 0, sizeof(*bc));
+	bc->nhash = 1u << 16;
+	bc->hash = calloc(bc->nhash, sizeof(*bc->hash));
+	if (!bc->hash)
+		return -ENOMEM;
+	list_init(&bc->lru);
+	list_init(&bc->dirty);
+	bc->max_clean = max_bytes / TFS_BLOCK_SIZE;
+	if (bc->max_clean < 64)
+		bc->max_clean = 64;
+	return 0;
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->data);
+	free(b);
+}
+
+void bcache_destroy(struct bcache *bc)
+{
+	for (size_t i = 0; i < bc->nhash && bc->hash; i++) {
+		struct buf *b = bc->hash[i];
+		while (b) {
+			struct buf *n = b->hnext;
+			buf_free(b);
+			b = n;
+		}
+	}
+	free(bc->hash);
+	bc->hash = NULL;
+}
+
+struct buf *bcache_find(struct bcache *bc, uint64_t owner, uint8_t level,
+			uint64_t idx)
+{
+	struct buf *b = bc->hash[bc_slot(bc, owner, level, idx)];
+
+	for (; b; b = b->hnext)
+		if (b->owner == owner && b->idx == idx && b->level == level)
+			break;
+	if (b && !b->dirty) { /* most recently used goes last */
+		list_del(b);
+		list_add_tail(&bc->lru, b);
+	}
+	return b;
+}
+
+static void bc_grow(struct bcache *bc)
+{
+	size_t n = bc->nhash * 2;
+	struct buf **h = calloc(n, sizeof(*h));
+
+	if (!h)
+		return; /* keep the smaller table: slower, still right */
+	for (size_t i = 0; i < bc->nhash; i++) {
+		struct buf *b = bc->hash[i];
+		while (b) {
+			struct buf *next = b->hnext;
+			size_t s;
+			bc->nhash = n;
+			s = bc_slot(bc, b->owner, b->level, b->idx);
+			bc->nhash = n / 2;
+			b->hnext = h[s];
+			h[s] = b;
+			b = next;
+		}
+	}
+	free(bc->hash);
+	bc->hash = h;
+	bc->nhash = n;
+}
+
+/* A new clean, zeroed buffer, inserted in the hash.  NULL: out of memory. */
+struct buf *bcache_new(struct bcache *bc, uint64_t owner, uint8_t level,
+		       uint64_t idx)
+{
+	struct buf *b = calloc(1, sizeof(*b));
+	size_t s;
+
+	if (!b)
+		return NULL;
+	if (posix_memalign((void **)&b->data, 4096, TFS_BLOCK_SIZE)) {
+		free(b);
+		return NULL;
+	}
+	memset(b->data, 0, TFS_BLOCK_SIZE);
+	b->owner = owner;
+	b->level = level;
+	b->idx = idx;
+	if (bc->nbufs > bc->nhash * 2)
+		bc_grow(bc);
+	s = bc_slot(bc, owner, level, idx);
+	b->hnext = bc->hash[s];
+	bc->hash[s] = b;
+	list_init(b);
+	list_add_tail(&bc->lru, b);
+	bc->nbufs++;
+	return b;
+}
+
+/* Remove a buffer (clean or dirty) from the cache and free it. */
+void bcache_drop(struct bcache *bc, struct buf *b)
+{
+	struct buf **pp = &bc->hash[bc_slot(bc, b->owner, b->level, b->idx)];
+
+	while (*pp != b)
+		pp = &(*pp)->hnext;
+	*pp = b->hnext;
+	if (b->dirty)
+		bc->ndirty--;
+	list_del(b);
+	bc->nbufs--;
+	buf_free(b);
+}
+
+void bcache_mark_dirty(struct bcache *bc, struct buf *b)
+{
+	ASSERT(!b->dirty);
+	b->dirty = true;
+	list_del(b);
+	list_add_tail(&bc->dirty, b);
+	bc->ndirty++;
+}
+
+void bcache_mark_clean(struct bcache *bc, struct buf *b)
+{
+	ASSERT(b->dirty);
+	b->dirty = false;
+	list_del(b);
+	list_add_tail(&bc->lru, b);
+	bc->ndirty--;
+}
+
+void bcache_evict(struct bcache *bc, uint64_t durable_gen)
+{
+	struct buf *b = bc->lru.next;
+
+	while (b != &bc->lru && bc->nbufs - bc->ndirty > bc->max_clean) {
+		struct buf *next = b->next;
+		if (b->io_gen <= durable_gen)
+			bcache_drop(bc, b);
+		b = next;
+	}
+}

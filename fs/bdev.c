@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * bdev.c - block devices.  The only caller of pread/pwrite/fdatasync.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bdev.h"
+#include "format.h"
+
+struct file_dev {
+	int fd;
+};
+
+static int file_read(struct bdev *bd, uint64_t blkno, void *buf)
+{
+	struct file_dev *f = bd->priv;
+	size_t done = 0;
+
+	while (done < TFS_BLOCK_SIZE) {
+		ssize_t n = pread(f->fd, (char *)buf + done, TFS_BLOCK_SIZE - done,
+				  (off_t)(blkno * TFS_BLOCK_SIZE + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0) { /* past the end of a short image: zeros */
+			memset((char *)buf + done, 0, TFS_BLOCK_SIZE - done);
+			return 0;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int file_write(struct bdev *bd, uint64_t blkno, const void *buf)
+{
+	struct file_dev *f = bd->priv;
+	size_t done = 0;
+
+	while (done < TFS_BLOCK_SIZE) {
+		ssize_t n = pwrite(f->fd, (const char *)buf + done,
+				   TFS_BLOCK_SIZE - done,
+				   (off_t)(blkno * TFS_BLOCK_SIZE + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int file_flush(struct bdev *bd)
+{
+	struct file_dev *f = bd->priv;
+
+	return fdatasync(f->fd) ? -errno : 0;
+}
+
+static void file_close(struct bdev *bd)
+{
+	struct file_dev *f = bd->priv;
+
+	close(f->fd);
+	free(f);
+}
+
+static const struct bdev_ops file_ops = {
+	.read = file_read, .write = file_write, .flush = file_flush,
+	.close = file_close,
+};
+
+int bdev_file_open(const char *path, bool ro, struct bdev **out)
+{
+	struct file_dev *f;
+	struct bdev *bd;
+	struct stat st;
+	uint64_t size;
+	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		goto fail_errno;
+	if (S_ISBLK(st.st_mode)) {
+		off_t end = lseek(fd, 0, SEEK_END);
+		if (end < 0)
+			goto fail_errno;
+		size = (uint64_t)end;
+	} else if (S_ISREG(st.st_mode)) {
+		size = (uint64_t)st.st_size;
+	} else {
+		close(fd);
+		return -EINVAL;
+	}
+	f = calloc(1, sizeof(*f));
+	bd = calloc(1, sizeof(*bd));
+	if (!f || !bd) {
+		free(f);
+		free(bd);
+		close(fd);
+		return -ENOMEM;
+	}
+	f->fd = fd;
+	bd->ops = &file_ops;
+	bd->priv = f;
+	bd->ro = ro;
+	bd->nblocks = size / TFS_BLOCK_SIZE;
+	*out = bd;
+	return 0;
+fail_errno:
+	{
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+}
+
+static int mem_read(struct bdev *bd, uint64_t blkno, void *buf)
+{
+	memcpy(buf, (uint8_t *)bd->priv + blkno * TFS_BLOCK_SIZE,
+	       TFS_BLOCK_SIZE);
+	return 0;
+}
+
+static int mem_write(struct bdev *bd, uint64_t blkno, const void *buf)
+{
+	memcpy((uint8_t *)bd->priv + blkno * TFS_BLOCK_SIZE, buf,
+	       TFS_BLOCK_SIZE);
+	return 0;
+}
+
+static int mem_flush(struct bdev *bd)
+{
+	return 0;
+}
+
+static void mem_close(struct bdev *bd)
+{
+	free(bd->priv);
+}
+
+static const struct bdev_ops mem_ops = {
+	.read = mem_read, .write = mem_write, .flush = mem_flush,
+	.close = mem_close,
+};
+
+int bdev_mem_new(uint64_t nblocks, struct bdev **out)
+{
+	struct bdev *bd = calloc(1, sizeof(*bd));
+
+	if (!bd)
+		return -ENOMEM;
+	bd->priv = calloc(nblocks, TFS_BLOCK_SIZE);
+	if (!bd->priv) {
+		free(bd);
+		return -ENOMEM;
+	}
+	bd->ops = &mem_ops;
+	bd->nblocks = nblocks;
+	*out = bd;
+	return 0;
+}
+
+uint8_t *bdev_mem_data(struct bdev *bd)
+{
+	return bd->priv;
+}
+
+int bdev_read(struct bdev *bd, uint64_t blkno, void *buf)
+{
+	if (blkno >= bd->nblocks)
+		return -EIO;
+	return bd->ops->read(bd, blkno, buf);
+}
+
+int bdev_write(struct bdev *bd, uint64_t blkno, const void *buf)
+{
+	if (bd->ro)
+		return -EROFS;
+	if (blkno >= bd->nblocks)
+		return -EIO;
+	if (bd->write_check)
+		bd->write_check(bd->write_check_arg, blkno);
+	return bd->ops->write(bd, blkno, buf);
+}
+
+int bdev_flush(struct bdev *bd)
+{
+	if (bd->ro)
+		return 0;
+	return bd->ops->flush(bd);
+}
+
+void bdev_close(struct bdev *bd)
+{
+	if (!bd)
+		return;
+	if (bd->ops->close)
+		bd->ops->close(bd);
+	free(bd);
+}

@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * fs_impl.h - the core's internal structures, one section per module.
+ *
+ * Lock order (outer to inner), the only one in the core:
+ *
+ *   fs->cp_lock      serialises CPs (held across a CP's device I/O: a CP
+ *                    is one straight line; only the CP writer takes it)
+ *   fs->lock         every in-memory structure: inodes, buffers, the
+ *                    allocation state, the superblock copy.  Every fs_*
+ *                    operation runs under it.  Never held across device
+ *                    I/O except a single block read on a cache miss.
+ *   log->sync_lock   one intent-log writer at a time (held across the
+ *                    log's write and flush: that is the group commit)
+ *   log->lock        the pending record bytes and sequence counters
+ *
+ * The CP freezes the dirty set under fs->lock (addresses, checksums and a
+ * copy of every block), then drops fs->lock and writes: writers go on
+ * with the next generation while the previous one is on its way to disk
+ * (W4).  Buffers written by a CP stay in memory until that CP is durable.
+ */
+#ifndef TWINFS_FS_IMPL_H
+#define TWINFS_FS_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "bdev.h"
+#include "debug.h"
+#include "format.h"
+#include "twinfs.h"
+
+/* ---- csum.c ------------------------------------------------------------- */
+void csum_block(const void *data, size_t len, le64 out[2]);
+bool csum_equal(const le64 a[2], const le64 b[2]);
+uint64_t csum_name(const char *name, size_t len);
+
+/* ---- bcache.c -------------------------------------------------------------
+ * A buffer is one block of one tree, named by (owner, level, idx): owner
+ * is an inode number or one of the metafiles below, level 0 is data and
+ * level h an indirect block.  bp is where the buffer's content was last
+ * written (blkno 0: never).  A dirty buffer gets a new address at the
+ * next CP; while one is dirty, so is every buffer on its path to the root
+ * and the dinode that holds the root (the "dirty path" invariant).
+ */
+#define OWN_IFILE  UINT64_MAX
+#define OWN_AFILE  (UINT64_MAX - 1)
+
+struct buf {
+	uint64_t owner, idx;
+	uint8_t level;
+	bool dirty;
+	struct tfs_bptr bp;       /* protected by fs->lock, like all fields */
+	uint64_t io_gen;          /* CP that wrote this content; kept until durable */
+	uint64_t newblk;          /* CP phase A: the address being assigned */
+	struct buf *hnext;        /* hash chain */
+	struct buf *prev, *next;  /* LRU (clean) or dirty list */
+	uint8_t *data;
+};
+
+struct bcache {
+	struct buf **hash;
+	size_t nhash, nbufs;
+	struct buf lru;           /* clean buffers, oldest first */
+	struct buf dirty;         /* dirty buffers */
+	size_t ndirty;
+	size_t max_clean;
+};
+
+int bcache_init(struct bcache *bc, size_t max_bytes);
+void bcache_destroy(struct bcache *bc);
+struct buf *bcache_find(struct bcache *bc, uint64_t owner, uint8_t level,
+			uint64_t idx);
+struct buf *bcache_new(struct bcache *bc, uint64_t owner, uint8_t level,
+		       uint64_t idx);
+void bcache_drop(struct bcache *bc, struct buf *b);
+void bcache_mark_dirty(struct bcache *bc, struct buf *b);
+void bcache_mark_clean(struct bcache *bc, struct buf *b);
+void bcache_evict(struct bcache *bc, uint64_t durable_gen);
+
+/* ---- alloc.c --------------------------------------------------------------
+ * Allocation happens only inside a CP freeze.  A block freed in CP n has
+ * its bit cleared in CP n's map but sits in the hold set until CP n is
+ * durable (W2); blocks freed by the open generation wait in `later`
+ * until the next CP clears them.
+ */
+struct u64set {
+	uint64_t *v;
+	size_t n, cap;            /* open addressing; 0 is the empty slot */
+};
+struct u64vec {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+struct alloc {
+	uint64_t cursor;          /* next block to try */
+	struct u64set hold;       /* freed in the CP being written */
+	struct u64vec later;      /* freed by the open generation */
+	uint8_t *guard;           /* debug: map of the durable root (W1) */
+	struct u64vec guard_set, guard_clear; /* applied when durable */
+};
+
+/* ---- ilog.c ---------------------------------------------------------------- */
+struct ilog {
+	pthread_mutex_t lock;
+	pthread_mutex_t sync_lock;
+	pthread_cond_t cond;      /* synced moved (with lock) */
+	uint8_t *buf;             /* pending record bytes: protected by lock */
+	size_t len, cap;
+	uint64_t appended;        /* stream position after the last record */
+	uint64_t synced;          /* position known durable (log or CP) */
+	uint64_t wseq;            /* next block sequence to write */
+	uint64_t durable_seq;     /* s_log_seq of the durable superblock */
+	uint64_t nblocks, epoch;
+	uint8_t uuid[16];
+	int error;                /* sticky: a log write failed */
+};
+
+/* ---- inode.c ------------------------------------------------------------- */
+struct inode {
+	uint64_t ino;
+	uint64_t nlookup;         /* FUSE references */
+	struct inode *hnext;
+};
+
+/* ---- the file system ------------------------------------------------------- */
+enum fs_state { FS_OK, FS_ERROR };
+
+struct fs {
+	pthread_mutex_t lock;
+	pthread_mutex_t cp_lock;
+	pthread_cond_t cp_cond;   /* CP thread wakeup, with lock */
+	pthread_cond_t cp_done;   /* a CP finished, with lock */
+	struct bdev *bd;
+	struct fs_opts opts;
+	struct tfs_super sb;      /* working copy; roots updated by CPs */
+	uint64_t durable_gen;     /* newest superblock known durable */
+	enum fs_state state;
+	int error;                /* sticky CP error */
+	bool replaying, ro;
+	struct bcache bc;
+	struct alloc al;
+	struct ilog log;
+	struct inode **itab;
+	size_t nitab;
+	uint64_t dirty_max;
+	uint64_t reserve;         /* blocks only deletes may use */
+	struct fs_sink sinks[4];
+	int nsinks;
+	pthread_t cp_thread;
+	bool cp_thread_on, stopping, cp_wanted;
+	bool cp_in_flight;        /* a CP is between freeze and durable */
+	uint64_t cps_done;
+};
+
+/* ---- alloc.c ------------------------------------------------------------ */
+int alloc_init(struct fs *fs);
+void alloc_destroy(struct fs *fs);
+int alloc_block(struct fs *fs, uint64_t *out);   /* CP phase A only */
+int alloc_set(struct fs *fs, uint64_t blkno, bool used);
+void alloc_free_later(struct fs *fs, uint64_t blkno);
+int alloc_free_now(struct fs *fs, uint64_t blkno); /* CP: clear + hold */
+int alloc_cp_begin(struct fs *fs);                 /* apply `later` */
+void alloc_cp_durable(struct fs *fs);              /* release hold */
+uint64_t alloc_free_blocks(struct fs *fs);
+int alloc_guard_load(struct fs *fs);
+void u64vec_push(struct u64vec *v, uint64_t x);
+void u64vec_free(struct u64vec *v);
+
+/* ---- tree.c -------------------------------------------------------------- */
+#define GET_CREATE 1u             /* make a zeroed buffer for a hole */
+struct tfs_dinode *owner_dinode(struct fs *fs, uint64_t owner, int *rc);
+void owner_dirty_dinode(struct fs *fs, uint64_t owner);
+int buf_get(struct fs *fs, uint64_t owner, uint8_t level, uint64_t idx,
+	    unsigned flags, struct buf **out);
+int buf_dirty(struct fs *fs, struct buf *b);
+int tree_read(struct fs *fs, uint64_t owner, uint64_t idx, void *dst);
+int tree_free_range(struct fs *fs, uint64_t owner, uint64_t first,
+		    uint64_t last);
+int tree_next(struct fs *fs, uint64_t owner, uint64_t idx, bool data,
+	      uint64_t *out);
+int tree_read_block(struct fs *fs, const struct tfs_bptr *bp, void *dst);
+
+/* ---- inode.c ------------------------------------------------------------ */
+int inode_get(struct fs *fs, uint64_t ino, struct tfs_dinode **out);
+void inode_touch(struct fs *fs, uint64_t ino);      /* dinode changed */
+struct inode *inode_ref(struct fs *fs, uint64_t ino, bool create);
+void inode_unref(struct fs *fs, uint64_t ino, uint64_t n);
+int inode_alloc(struct fs *fs, uint64_t ino, mode_t mode);
+int inode_free(struct fs *fs, uint64_t ino);
+void inode_to_attr(uint64_t ino, const struct tfs_dinode *d,
+		   struct fs_attr *a);
+void inode_destroy_table(struct fs *fs);
+void ts_put(le64 *sec, le32 *nsec, struct timespec t);
+
+/* ---- dir.c --------------------------------------------------------------- */
+int dir_lookup(struct fs *fs, uint64_t dir, const char *name,
+	       uint64_t *ino, unsigned *dtype);
+int dir_insert(struct fs *fs, uint64_t dir, const char *name, uint64_t ino,
+	       unsigned dtype);
+int dir_remove(struct fs *fs, uint64_t dir, const char *name);
+int dir_set(struct fs *fs, uint64_t dir, const char *name, uint64_t ino,
+	    unsigned dtype);
+int dir_iterate(struct fs *fs, uint64_t dir, uint64_t cookie,
+		fs_filldir_t fill, void *ctx);
+int dir_init(struct fs *fs, uint64_t dir, uint64_t parent);
+/* Bucket decoding shared with verify.c.  Returns entries or -EUCLEAN. */
+struct dirent_view {
+	uint64_t hash, ino;
+	unsigned type, namelen;
+	const char *name;
+};
+int dirblk_parse(const uint8_t *blk, struct dirent_view *ents, size_t max);
+uint64_t dir_hash(const char *name, size_t len);
+
+/* ---- file.c ---------------------------------------------------------------- */
+ssize_t file_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
+		  uint64_t off);
+int file_write(struct fs *fs, uint64_t ino, const void *buf, size_t size,
+	       uint64_t off);
+int file_truncate(struct fs *fs, uint64_t ino, uint64_t size);
+int file_zero(struct fs *fs, uint64_t ino, uint64_t off, uint64_t len,
+	      bool punch);
+int file_alloc(struct fs *fs, uint64_t ino, uint64_t off, uint64_t len);
+
+/* ---- xattr.c --------------------------------------------------------------- */
+ssize_t xattr_get(struct fs *fs, uint64_t ino, const char *name, void *buf,
+		  size_t size);
+int xattr_set(struct fs *fs, uint64_t ino, const char *name,
+	      const void *value, size_t size, int flags);
+ssize_t xattr_list(struct fs *fs, uint64_t ino, char *buf, size_t size);
+int xattr_remove(struct fs *fs, uint64_t ino, const char *name);
+int xattr_drop(struct fs *fs, uint64_t ino);
+int xattrblk_check(const uint8_t *blk);
+
+/* ---- super.c --------------------------------------------------------------- */
+int super_decode(const void *blk, uint64_t nblocks, struct tfs_super *out);
+void super_seal(struct tfs_super *sb);
+int super_pick(struct bdev *bd, struct tfs_super *out);
+
+/* ---- ilog.c ----------------------------------------------------------------- */
+int ilog_init(struct fs *fs);
+void ilog_destroy(struct fs *fs);
+int ilog_append(struct fs *fs, const void *rec, size_t len, uint64_t *pos);
+int ilog_sync(struct fs *fs, uint64_t pos);
+uint64_t ilog_cp_freeze(struct fs *fs, uint64_t *pos);
+void ilog_cp_durable(struct fs *fs, uint64_t pos, uint64_t seq);
+void ilog_cp_failed(struct fs *fs, int err);
+typedef int (*ilog_apply_t)(struct fs *fs, const uint8_t *rec, size_t len,
+			    unsigned type);
+int ilog_replay(struct fs *fs, ilog_apply_t apply, uint64_t *nrec);
+int ilog_scan(struct bdev *bd, const struct tfs_super *sb, uint64_t *nrec,
+	      uint64_t *nbytes);
+
+/* ---- cp.c ------------------------------------------------------------------ */
+int cp_run(struct fs *fs);
+int cp_start_thread(struct fs *fs);
+void cp_stop_thread(struct fs *fs);
+void cp_kick(struct fs *fs);        /* fs->lock held */
+int cp_throttle(struct fs *fs);     /* fs->lock held: wait if both full */
+
+/* ---- ops.c ------------------------------------------------------------------ */
+int ops_space(struct fs *fs, uint64_t nblocks, bool deleting);
+int ops_replay(struct fs *fs, const uint8_t *rec, size_t len, unsigned type);
+int ops_orphans_reclaim(struct fs *fs);
+struct timespec fs_now(void);
+
+#endif

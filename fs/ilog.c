@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * ilog.c - the intent log ("temporary storage" between CPs).
+ *
+ * Operations append records (built by ops.c) to an in-memory stream.
+ * ilog_sync(pos) makes the stream durable up to pos: one caller at a
+ * time (sync_lock) takes everything pending, cuts it into log blocks,
+ * writes and flushes them; whoever waited meanwhile finds its position
+ * already durable (group commit).  Every flush starts a new block, so a
+ * block is written once and a torn block can only lose records that no
+ * fsync has returned for.
+ *
+ * A CP covers every record appended before its freeze: the pending bytes
+ * are dropped, the CP's superblock says where replay starts (s_log_seq),
+ * and fsyncs of covered records wait for that CP (cond).  Log blocks
+ * before the durable superblock's s_log_seq may be overwritten; when the
+ * region is full, ilog_sync returns -EAGAIN and the caller runs a CP.
+ *
+ * Mount replays blocks from s_log_seq while they are valid (magic, uuid,
+ * epoch, sequence, checksum), then bumps the epoch with its first CP so
+ * stale blocks of the old epoch can never be replayed later.
+ */
+#include <stdlib.h>
+
+#include "fs_impl.h"
+
+int ilog_init(struct fs *fs)
+{
+	struct ilog *l = &fs->log;
+
+	memset(l, 0, sizeof(*l));
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_mutex_init(&l->sync_lock, NULL);
+	pthread_cond_init(&l->cond, NULL);
+	l->nblocks = get64(fs->sb.s_log_blocks);
+	l->epoch = get64(fs->sb.s_log_epoch);
+	l->wseq = l->durable_seq = get64(fs->sb.s_log_seq);
+	memcpy(l->uuid, fs->sb.s_uuid, 16);
+	return 0;
+}
+
+void ilog_destroy(struct fs *fs)
+{
+	struct ilog *l = &fs->log;
+
+	free(l->buf);
+	l->buf = NULL;
+	pthread_mutex_destroy(&l->lock);
+	pthread_mutex_destroy(&l->sync_lock);
+	pthread_cond_destroy(&l->cond);
+}
+
+int ilog_append(struct fs *fs, const void *rec, size_t len, uint64_t *pos)
+{
+	struct ilog *l = &fs->log;
+	int rc = 0;
+
+	pthread_mutex_lock(&l->lock);
+	if (l->len + len > l->cap) {
+		size_t cap = l->cap ? l->cap : 65536;
+		uint8_t *nb;
+		while (cap < l->len + len)
+			cap *= 2;
+		nb = realloc(l->buf, cap);
+		if (!nb) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		l->buf = nb;
+		l->cap = cap;
+	}
+	memcpy(l->buf + l->len, rec, len);
+	l->len += len;
+	l->appended += len;
+	*pos = l->appended;
+out:
+	pthread_mutex_unlock(&l->lock);
+	return rc;
+}
+
+size_t ilog_pending(struct fs *fs);
+size_t ilog_pending(struct fs *fs)
+{
+	size_t n;
+
+	pthread_mutex_lock(&fs->log.lock);
+	n = fs->log.len;
+	pthread_mutex_unlock(&fs->log.lock);
+	return n;
+}
+
+static void logblk_seal(struct ilog *l, uint8_t *blk, uint64_t seq,
+			uint32_t len)
+{
+	struct tfs_logblk *h = (void *)blk;
+
+	h->l_magic = put64(TFS_LOG_MAGIC);
+	h->l_epoch = put64(l->epoch);
+	h->l_seq = put64(seq);
+	h->l_len = put32(len);
+	h->l_pad = put32(0);
+	memcpy(h->l_uuid, l->uuid, 16);
+	memset(h->l_csum, 0, sizeof(h->l_csum));
+	csum_block(blk, TFS_BLOCK_SIZE, h->l_csum);
+}
+
+/* Write n stream bytes as blocks seq0.. and flush.  No lock held. */
+static int log_write(struct fs *fs, const uint8_t *data, size_t n,
+		     uint64_t seq0)
+{
+	struct ilog *l = &fs->log;
+	uint8_t *blk = malloc(TFS_BLOCK_SIZE);
+	size_t off = 0;
+	int rc = 0;
+
+	if (!blk)
+		return -ENOMEM;
+	for (uint64_t seq = seq0; off < n && !rc; seq++) {
+		size_t k = n - off > TFS_LOG_PAYLOAD ? TFS_LOG_PAYLOAD : n - off;
+		memset(blk, 0, TFS_BLOCK_SIZE);
+		memcpy(blk + sizeof(struct tfs_logblk), data + off, k);
+		logblk_seal(l, blk, seq, (uint32_t)k);
+		rc = bdev_write(fs->bd, TFS_LOG_START + seq % l->nblocks, blk);
+		off += k;
+	}
+	free(blk);
+	if (!rc)
+		rc = bdev_flush(fs->bd);
+	return rc;
+}
+
+int ilog_sync(struct fs *fs, uint64_t pos)
+{
+	struct ilog *l = &fs->log;
+	int rc = 0;
+
+	pthread_mutex_lock(&l->sync_lock);
+	pthread_mutex_lock(&l->lock);
+	for (;;) {
+		uint8_t *data;
+		size_t n, nblk;
+		uint64_t target, seq0;
+
+		if (l->error) {
+			rc = l->error;
+			break;
+		}
+		if (l->synced >= pos)
+			break;
+		if (l->len == 0) { /* covered by a CP being written */
+			pthread_cond_wait(&l->cond, &l->lock);
+			continue;
+		}
+		n = l->len;
+		nblk = (n + TFS_LOG_PAYLOAD - 1) / TFS_LOG_PAYLOAD;
+		if (l->wseq + nblk - l->durable_seq > l->nblocks) {
+			rc = -EAGAIN;   /* region full: the caller runs a CP */
+			break;
+		}
+		data = l->buf;
+		target = l->appended;
+		seq0 = l->wseq;
+		l->wseq += nblk;
+		l->buf = NULL;
+		l->len = l->cap = 0;
+		pthread_mutex_unlock(&l->lock);
+		rc = log_write(fs, data, n, seq0);
+		free(data);
+		pthread_mutex_lock(&l->lock);
+		if (rc) {
+			log_err("intent log write failed: %d", rc);
+			l->error = rc;
+			pthread_cond_broadcast(&l->cond);
+			break;
+		}
+		if (target > l->synced)
+			l->synced = target;
+		pthread_cond_broadcast(&l->cond);
+	}
+	pthread_mutex_unlock(&l->lock);
+	pthread_mutex_unlock(&l->sync_lock);
+	return rc;
+}
+
+/* fs->lock held: the CP being frozen covers everything appended. */
+uint64_t ilog_cp_freeze(struct fs *fs, uint64_t *pos)
+{
+	struct ilog *l = &fs->log;
+	uint64_t seq;
+
+	pthread_mutex_lock(&l->lock);
+	l->len = 0;
+	*pos = l->appended;
+	seq = l->wseq;
+	pthread_mutex_unlock(&l->lock);
+	return seq;
+}
+
+void ilog_cp_durable(struct fs *fs, uint64_t pos, uint64_t seq)
+{
+	struct ilog *l = &fs->log;
+
+	pthread_mutex_lock(&l->lock);
+	if (pos > l->synced)
+		l->synced = pos;
+	l->durable_seq = seq;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+}
+
+void ilog_cp_failed(struct fs *fs, int err)
+{
+	struct ilog *l = &fs->log;
+
+	pthread_mutex_lock(&l->lock);
+	l->error = err;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+}
+
+static bool logblk_valid(const uint8_t *blk, const uint8_t uuid[16],
+			 uint64_t epoch, uint64_t seq)
+{
+	struct tfs_logblk h;
+	uint8_t *copy;
+	le64 sum[2];
+	bool ok;
+
+	memcpy(&h, blk, sizeof(h));
+	if (get64(h.l_magic) != TFS_LOG_MAGIC || get64(h.l_epoch) != epoch ||
+	    get64(h.l_seq) != seq || memcmp(h.l_uuid, uuid, 16) ||
+	    get32(h.l_len) > TFS_LOG_PAYLOAD || get32(h.l_len) == 0)
+		return false;
+	copy = malloc(TFS_BLOCK_SIZE);
+	if (!copy)
+		return false;
+	memcpy(copy, blk, TFS_BLOCK_SIZE);
+	memset(((struct tfs_logblk *)copy)->l_csum, 0, sizeof(h.l_csum));
+	csum_block(copy, TFS_BLOCK_SIZE, sum);
+	ok = csum_equal(sum, h.l_csum);
+	free(copy);
+	return ok;
+}
+
+/* Read the valid stream from sb's s_log_seq; *next is the first block
+ * sequence that was not valid. */
+static int log_read(struct bdev *bd, const struct tfs_super *sb,
+		    uint8_t **out, size_t *outlen, uint64_t *next)
+{
+	uint64_t nb = get64(sb->s_log_blocks), seq = get64(sb->s_log_seq);
+	uint8_t *blk = malloc(TFS_BLOCK_SIZE), *s = NULL;
+	size_t len = 0;
+	int rc = 0;
+
+	if (!blk)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < nb; i++, seq++) {
+		uint32_t k;
+		uint8_t *ns;
+		rc = bdev_read(bd, TFS_LOG_START + seq % nb, blk);
+		if (rc)
+			break;
+		if (!logblk_valid(blk, sb->s_uuid, get64(sb->s_log_epoch), seq))
+			break;
+		k = get32(((struct tfs_logblk *)blk)->l_len);
+		ns = realloc(s, len + k);
+		if (!ns) {
+			rc = -ENOMEM;
+			break;
+		}
+		s = ns;
+		memcpy(s + len, blk + sizeof(struct tfs_logblk), k);
+		len += k;
+	}
+	free(blk);
+	*out = s;
+	*outlen = len;
+	*next = seq;
+	return rc;
+}
+
+/* Walk complete records of a stream. */
+static int log_walk(struct fs *fs, const uint8_t *s, size_t len,
+		    ilog_apply_t apply, uint64_t *nrec)
+{
+	size_t off = 0;
+
+	*nrec = 0;
+	while (off + sizeof(struct tfs_logrec) <= len) {
+		struct tfs_logrec r;
+		memcpy(&r, s + off, sizeof(r));
+		if (get32(r.r_len) > len - off - sizeof(r))
+			break; /* the tail of an interrupted write */
+		if (apply) {
+			int rc = apply(fs, s + off + sizeof(r), get32(r.r_len),
+				       get16(r.r_type));
+			if (rc) {
+				log_err("log replay: record %llu (type %u): %d",
+					(unsigned long long)*nrec,
+					get16(r.r_type), rc);
+				return rc;
+			}
+		}
+		off += sizeof(r) + get32(r.r_len);
+		(*nrec)++;
+	}
+	return 0;
+}
+
+int ilog_replay(struct fs *fs, ilog_apply_t apply, uint64_t *nrec)
+{
+	uint8_t *s;
+	size_t len;
+	uint64_t next;
+	int rc = log_read(fs->bd, &fs->sb, &s, &len, &next);
+
+	if (!rc)
+		rc = log_walk(fs, s, len, apply, nrec);
+	free(s);
+	if (!rc) {
+		fs->log.wseq = next;
+		fs->log.epoch++;
+		fs->sb.s_log_epoch = put64(fs->log.epoch);
+	}
+	return rc;
+}
+
+int ilog_scan(struct bdev *bd, const struct tfs_super *sb, uint64_t *nrec,
+	      uint64_t *nbytes)
+{
+	uint8_t *s;
+	size_t len;
+	uint64_t next;
+	int rc = log_read(bd, sb, &s, &len, &next);
+
+	if (!rc)
+		rc = log_walk(NULL, s, len, NULL, nrec);
+	*nbytes = len;
+	free(s);
+	return rc;
+}

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * twinfs.h - the core API.  Outside fs/, include only this, format.h and
+ * bdev.h.  Every call returns 0 (or a byte count) or a negative errno.
+ * Inode numbers are the on-disk ones; TFS_INO_ROOT is FUSE_ROOT_ID.
+ *
+ * Lookup counts follow libfuse: fs_lookup, fs_mknod, fs_symlink, fs_link
+ * and fs_create add one reference to the inode they return; fs_forget
+ * drops n.  An unlinked inode is freed when its last reference goes.
+ */
+#ifndef TWINFS_TWINFS_H
+#define TWINFS_TWINFS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "bdev.h"
+
+#define TWINFS_VERSION_STRING "0.1.0"
+
+struct fs;
+
+struct fs_format_opts {
+	uint64_t nblocks;        /* 0: the whole device */
+	const char *label;       /* may be NULL */
+	const uint8_t *uuid;     /* 16 bytes, or NULL for a random one */
+	uint64_t log_blocks;     /* 0: a default scaled to the size */
+};
+
+/* Write a new, empty file system onto bd (superblock, log, root dir). */
+int fs_format(struct bdev *bd, const struct fs_format_opts *o);
+
+/* A CP sink sees every block a CP writes, then the superblock, in order. */
+struct fs_sink {
+	int (*block)(void *arg, uint64_t blkno, const void *data);
+	/* called once the CP's blocks are durable locally; sb is the block */
+	int (*commit)(void *arg, uint64_t gen, const void *sb);
+	void *arg;
+};
+
+struct fs_opts {
+	bool ro;
+	unsigned cp_interval_ms;   /* 0: no timer (tests drive CPs) */
+	uint64_t dirty_max;        /* bytes dirty before a CP starts; 0: default */
+	uint64_t cache_max;        /* bytes of clean cache kept; 0: default */
+	bool no_cp_thread;         /* tests: CPs run only from fs_cp() calls */
+};
+
+int fs_mount(struct bdev *bd, const struct fs_opts *o, struct fs **out);
+/* With o->no_cp_thread set at mount, start the CP thread later (after a
+ * daemon has forked).  Safe to call once. */
+int fs_start_threads(struct fs *fs);
+/* Final CP (unless read-only), then free everything.  bd stays open. */
+int fs_unmount(struct fs *fs);
+/* Tests: drop everything in memory without a final CP (a crash). */
+void fs_abandon(struct fs *fs);
+
+/* Run a CP now and wait until it is durable. */
+int fs_cp(struct fs *fs);
+int fs_add_sink(struct fs *fs, const struct fs_sink *sink);
+uint64_t fs_generation(struct fs *fs);
+
+struct fs_attr {
+	uint64_t ino;
+	mode_t mode;
+	uint32_t nlink;
+	uid_t uid;
+	gid_t gid;
+	dev_t rdev;
+	uint64_t size;
+	uint64_t blocks;          /* 512-byte units, as st_blocks */
+	struct timespec atime, mtime, ctime;
+	uint64_t gen;
+};
+void fs_attr_to_stat(const struct fs_attr *a, struct stat *st);
+
+struct fs_cred {
+	uid_t uid;
+	gid_t gid;
+};
+
+/* fs_setattr mask bits */
+#define FS_SET_MODE    (1u << 0)
+#define FS_SET_UID     (1u << 1)
+#define FS_SET_GID     (1u << 2)
+#define FS_SET_SIZE    (1u << 3)
+#define FS_SET_ATIME   (1u << 4)
+#define FS_SET_MTIME   (1u << 5)
+#define FS_SET_ATIME_NOW (1u << 6)
+#define FS_SET_MTIME_NOW (1u << 7)
+#define FS_SET_CTIME   (1u << 8)
+
+struct fs_setattr {
+	unsigned mask;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	uint64_t size;
+	struct timespec atime, mtime, ctime;
+};
+
+int fs_lookup(struct fs *fs, uint64_t parent, const char *name,
+	      struct fs_attr *out);
+void fs_forget(struct fs *fs, uint64_t ino, uint64_t nlookup);
+int fs_getattr(struct fs *fs, uint64_t ino, struct fs_attr *out);
+int fs_setattr(struct fs *fs, uint64_t ino, const struct fs_setattr *sa,
+	       struct fs_attr *out);
+/* Files, directories, fifos, sockets and devices, by mode. */
+int fs_mknod(struct fs *fs, uint64_t parent, const char *name, mode_t mode,
+	     dev_t rdev, const struct fs_cred *cr, struct fs_attr *out);
+/* Like fs_mknod for a regular file, but fails with -EEXIST only if excl. */
+int fs_create(struct fs *fs, uint64_t parent, const char *name, mode_t mode,
+	      bool excl, const struct fs_cred *cr, struct fs_attr *out);
+int fs_symlink(struct fs *fs, uint64_t parent, const char *name,
+	       const char *target, const struct fs_cred *cr,
+	       struct fs_attr *out);
+int fs_link(struct fs *fs, uint64_t ino, uint64_t newparent,
+	    const char *newname, struct fs_attr *out);
+int fs_unlink(struct fs *fs, uint64_t parent, const char *name);
+int fs_rmdir(struct fs *fs, uint64_t parent, const char *name);
+/* flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE */
+int fs_rename(struct fs *fs, uint64_t parent, const char *name,
+	      uint64_t newparent, const char *newname, unsigned flags);
+int fs_readlink(struct fs *fs, uint64_t ino, char *buf, size_t size);
+
+ssize_t fs_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
+		uint64_t off);
+/* FS_WRITE_SYNC: durable before return (O_SYNC/O_DSYNC). */
+#define FS_WRITE_SYNC   1u
+#define FS_WRITE_APPEND 2u
+ssize_t fs_write(struct fs *fs, uint64_t ino, const void *buf, size_t size,
+		 uint64_t off, unsigned flags);
+int fs_fsync(struct fs *fs, uint64_t ino, bool datasync);
+int fs_fallocate(struct fs *fs, uint64_t ino, int mode, uint64_t off,
+		 uint64_t len);
+/* SEEK_DATA / SEEK_HOLE; returns the offset or -ENXIO. */
+int64_t fs_lseek(struct fs *fs, uint64_t ino, uint64_t off, int whence);
+
+/* fill returns nonzero to stop (buffer full); the entry is then not
+ * consumed.  next is the cookie that resumes after this entry. */
+typedef int (*fs_filldir_t)(void *ctx, const char *name, uint64_t ino,
+			    unsigned dtype, uint64_t next);
+/* Entries come as ".", "..", then the rest in hash order; cookie 0 starts. */
+int fs_readdir(struct fs *fs, uint64_t ino, uint64_t cookie,
+	       fs_filldir_t fill, void *ctx);
+/* Opening a directory or file checks it exists and its type. */
+int fs_open(struct fs *fs, uint64_t ino, bool dir);
+
+int fs_setxattr(struct fs *fs, uint64_t ino, const char *name,
+		const void *value, size_t size, int flags);
+/* Returns the value's size; size 0 asks for the size only. -ERANGE if small */
+ssize_t fs_getxattr(struct fs *fs, uint64_t ino, const char *name, void *buf,
+		    size_t size);
+ssize_t fs_listxattr(struct fs *fs, uint64_t ino, char *buf, size_t size);
+int fs_removexattr(struct fs *fs, uint64_t ino, const char *name);
+
+int fs_statfs(struct fs *fs, struct statvfs *st);
+
+/* Check every invariant of the newest valid root of an image.  Prints
+ * each problem through report (may be NULL) and returns how many it
+ * found, or a negative errno if the image could not be read at all. */
+struct fs_verify_stats {
+	uint64_t gen, files, dirs, used_blocks, total_blocks, ninodes;
+	uint64_t log_records;
+	char label[65];
+};
+typedef void (*fs_report_t)(void *ctx, const char *msg);
+int fs_verify(struct bdev *bd, fs_report_t report, void *ctx,
+	      struct fs_verify_stats *st);
+
+/* Log messages go here (default: stderr). */
+void fs_set_log(void (*fn)(int level, const char *msg));
+
+#endif
