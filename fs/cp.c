@@ -229,6 +229,11 @@ int cp_run(struct fs *fs)
 	alloc_cp_durable(fs);
 	ilog_cp_durable(fs, logpos, logseq);
 	fs->cps_done++;
+	{
+		struct timespec end = fs_now();
+		fs->last_cp_usec = (uint64_t)((end.tv_sec - now.tv_sec) * 1000000 +
+					      (end.tv_nsec - now.tv_nsec) / 1000);
+	}
 	bcache_evict(&fs->bc, fs->durable_gen);
 	pthread_cond_broadcast(&fs->cp_done);
 	goto out_unlock;
@@ -248,7 +253,7 @@ out_unlock:
 	return rc;
 }
 
-static uint64_t dirty_bytes(struct fs *fs)
+uint64_t cp_dirty_bytes(struct fs *fs)
 {
 	return fs->bc.ndirty * (uint64_t)TFS_BLOCK_SIZE + ilog_pending(fs);
 }
@@ -266,7 +271,7 @@ static void *cp_main(void *arg)
 
 		due = ms && (uint64_t)(now.tv_sec - last.tv_sec) * 1000 +
 			(uint64_t)((now.tv_nsec - last.tv_nsec) / 1000000) >= ms;
-		if (fs->cp_wanted || dirty_bytes(fs) >= fs->dirty_max ||
+		if (fs->cp_wanted || cp_dirty_bytes(fs) >= fs->dirty_max ||
 		    (due && (fs->bc.ndirty || fs->al.later.n))) {
 			fs->cp_wanted = false;
 			pthread_mutex_unlock(&fs->lock);
@@ -325,12 +330,12 @@ void cp_kick(struct fs *fs)
  * only time writers wait). */
 int cp_throttle(struct fs *fs)
 {
-	if (!fs->cp_thread_on || dirty_bytes(fs) < fs->dirty_max)
+	if (!fs->cp_thread_on || cp_dirty_bytes(fs) < fs->dirty_max)
 		return 0;
 	cp_kick(fs);
 	while (!fs->error && ((fs->cp_in_flight &&
-				dirty_bytes(fs) >= fs->dirty_max) ||
-			       dirty_bytes(fs) >= 2 * fs->dirty_max))
+				cp_dirty_bytes(fs) >= fs->dirty_max) ||
+			       cp_dirty_bytes(fs) >= 2 * fs->dirty_max))
 		pthread_cond_wait(&fs->cp_done, &fs->lock);
 	return fs->error;
 }

@@ -113,6 +113,8 @@ struct ilog {
 	size_t len, cap;
 	uint64_t appended;        /* stream position after the last record */
 	uint64_t synced;          /* position known durable (log or CP) */
+	uint64_t cp_pos;          /* unsynced records up to here went with
+				   * the CP in flight: later ones wait for it */
 	uint64_t wseq;            /* next block sequence to write */
 	uint64_t durable_seq;     /* s_log_seq of the durable superblock */
 	uint64_t nblocks, epoch;
@@ -155,6 +157,7 @@ struct fs {
 	bool cp_thread_on, stopping, cp_wanted;
 	bool cp_in_flight;        /* a CP is between freeze and durable */
 	uint64_t cps_done;
+	uint64_t last_cp_usec;
 };
 
 /* ---- alloc.c ------------------------------------------------------------ */
@@ -262,6 +265,7 @@ int cp_start_thread(struct fs *fs);
 void cp_stop_thread(struct fs *fs);
 void cp_kick(struct fs *fs);        /* fs->lock held */
 int cp_throttle(struct fs *fs);     /* fs->lock held: wait if both full */
+uint64_t cp_dirty_bytes(struct fs *fs); /* fs->lock held */
 
 /* ---- ops.c ------------------------------------------------------------------ */
 int ops_space(struct fs *fs, uint64_t nblocks, bool deleting);

@@ -12,7 +12,9 @@
  *
  * A CP covers every record appended before its freeze: the pending bytes
  * are dropped, the CP's superblock says where replay starts (s_log_seq),
- * and fsyncs of covered records wait for that CP (cond).  Log blocks
+ * and fsyncs of covered records wait for that CP (cond); so do fsyncs of
+ * later records when the CP dropped unwritten ones (cp_pos), since the
+ * log on disk has a gap until that CP is durable.  Log blocks
  * before the durable superblock's s_log_seq may be overwritten; when the
  * region is full, ilog_sync returns -EAGAIN and the caller runs a CP.
  *
@@ -147,7 +149,11 @@ int ilog_sync(struct fs *fs, uint64_t pos)
 		}
 		if (l->synced >= pos)
 			break;
-		if (l->len == 0) { /* covered by a CP being written */
+		/* Records the CP in flight took from us were never written
+		 * here; until it is durable, replay would start before them
+		 * and find a gap.  So nothing after them may be called
+		 * durable before that CP is. */
+		if (l->cp_pos > l->synced || l->len == 0) {
 			pthread_cond_wait(&l->cond, &l->lock);
 			continue;
 		}
@@ -189,6 +195,8 @@ uint64_t ilog_cp_freeze(struct fs *fs, uint64_t *pos)
 	uint64_t seq;
 
 	pthread_mutex_lock(&l->lock);
+	if (l->len)
+		l->cp_pos = l->appended;
 	l->len = 0;
 	*pos = l->appended;
 	seq = l->wseq;
@@ -203,6 +211,7 @@ void ilog_cp_durable(struct fs *fs, uint64_t pos, uint64_t seq)
 	pthread_mutex_lock(&l->lock);
 	if (pos > l->synced)
 		l->synced = pos;
+	l->cp_pos = 0;
 	l->durable_seq = seq;
 	pthread_cond_broadcast(&l->cond);
 	pthread_mutex_unlock(&l->lock);

@@ -1363,6 +1363,22 @@ int fs_statfs(struct fs *fs, struct statvfs *st)
 	return 0;
 }
 
+void fs_get_status(struct fs *fs, struct fs_status *st)
+{
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&fs->lock);
+	st->generation = fs->durable_gen;
+	st->cps = fs->cps_done;
+	st->dirty_bytes = fs->bc.ndirty * (uint64_t)TFS_BLOCK_SIZE;
+	st->log_bytes = cp_dirty_bytes(fs) - st->dirty_bytes;
+	st->total_blocks = get64(fs->sb.s_nblocks);
+	st->free_blocks = alloc_free_blocks(fs) + fs->al.later.n;
+	st->inodes = get64(fs->sb.s_ninodes);
+	st->last_cp_usec = fs->last_cp_usec;
+	memcpy(st->label, fs->sb.s_label, 64);
+	pthread_mutex_unlock(&fs->lock);
+}
+
 /* ---- orphans ------------------------------------------------------------- */
 
 struct orphan_list {

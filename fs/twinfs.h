@@ -160,6 +160,13 @@ int fs_removexattr(struct fs *fs, uint64_t ino, const char *name);
 
 int fs_statfs(struct fs *fs, struct statvfs *st);
 
+struct fs_status {
+	uint64_t generation, cps, dirty_bytes, log_bytes;
+	uint64_t total_blocks, free_blocks, inodes, last_cp_usec;
+	char label[65];
+};
+void fs_get_status(struct fs *fs, struct fs_status *st);
+
 /* Check every invariant of the newest valid root of an image.  Prints
  * each problem through report (may be NULL) and returns how many it
  * found, or a negative errno if the image could not be read at all. */
