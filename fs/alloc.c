@@ -225,9 +225,23 @@ int alloc_block(struct fs *fs, uint64_t *out)
 	return -ENOSPC;
 }
 
-void alloc_free_later(struct fs *fs, uint64_t blkno)
+/* A block the open generation dropped; the next CP frees or deadlists
+ * it (alloc_cp_begin). */
+void alloc_free_later(struct fs *fs, uint64_t owner, const struct tfs_bptr *bp)
 {
-	u64vec_push(&fs->al.later, blkno);
+	ASSERT(!owner_in_snapshot(owner));
+	u64vec_push(&fs->al.later, get64(bp->bp_blkno));
+	u64vec_push(&fs->al.later, owner_is_meta(owner) ? 0 :
+		    get64(bp->bp_birth));
+}
+
+/* CP: blkno (born in CP birth) left the live tree.  A snapshot older
+ * than this CP holds it when birth <= that snapshot's CP. */
+int alloc_kill(struct fs *fs, uint64_t owner, uint64_t blkno, uint64_t birth)
+{
+	if (!owner_is_meta(owner) && birth && birth <= fs->snap_hold_gen)
+		return snap_dead_add(fs, blkno, birth, get64(fs->sb.s_gen) + 1);
+	return alloc_free_now(fs, blkno);
 }
 
 /* CP: clear blkno in this CP's map; hold it until the CP is durable. */
@@ -251,8 +265,9 @@ int alloc_cp_begin(struct fs *fs)
 	int rc = 0;
 
 	memset(&fs->al.later, 0, sizeof(fs->al.later));
-	for (size_t i = 0; i < later.n && !rc; i++)
-		rc = alloc_free_now(fs, later.v[i]);
+	for (size_t i = 0; i + 1 < later.n && !rc; i += 2)
+		rc = later.v[i + 1] ? alloc_kill(fs, 0, later.v[i], later.v[i + 1]) :
+		     alloc_free_now(fs, later.v[i]);
 	u64vec_free(&later);
 	return rc;
 }
@@ -278,6 +293,7 @@ uint64_t alloc_free_blocks(struct fs *fs)
 	uint64_t nb = get64(fs->sb.s_nblocks);
 	uint64_t used = get64(fs->sb.s_used_blocks) + fs->al.hold.n +
 			fs->bc.ndirty;
+	/* s_gen + 1 is the CP these blocks go to */
 
 	return used >= nb ? 0 : nb - used;
 }

@@ -32,9 +32,17 @@ struct wblk {
 	uint8_t *data;
 };
 
+/* Phase B order: files, inode file (whose root the new snapshots pin),
+ * snapshot table, deadlist, allocation map. */
 static int owner_rank(uint64_t owner)
 {
-	return owner == OWN_AFILE ? 2 : owner == OWN_IFILE ? 1 : 0;
+	switch (owner) {
+	case OWN_IFILE: return 1;
+	case OWN_SFILE: return 2;
+	case OWN_DFILE: return 3;
+	case OWN_AFILE: return 4;
+	default: return 0;
+	}
 }
 
 static int cmp_buf(const void *a, const void *b)
@@ -65,7 +73,7 @@ static int assign(struct fs *fs, struct buf *b)
 	int rc = alloc_block(fs, &b->newblk);
 
 	if (!rc && old)
-		rc = alloc_free_now(fs, old);
+		rc = alloc_kill(fs, b->owner, old, get64(b->bp.bp_birth));
 	return rc;
 }
 
@@ -130,10 +138,16 @@ static struct tfs_bptr *parent_slot(struct fs *fs, struct buf *b)
 static void phase_b(struct fs *fs, struct buf **arr, size_t n,
 		    uint64_t gen, struct wblk *w, uint8_t *copies)
 {
+	bool patched = false;
+
 	for (size_t i = 0; i < n; i++) {
 		struct buf *b = arr[i];
 		struct tfs_bptr bp;
 
+		if (!patched && owner_rank(b->owner) >= 2) {
+			snap_cp_patch(fs); /* the inode-file root is final */
+			patched = true;
+		}
 		bp.bp_blkno = put64(b->newblk);
 		bp.bp_birth = put64(gen);
 		csum_block(b->data, TFS_BLOCK_SIZE, bp.bp_csum);
@@ -145,6 +159,8 @@ static void phase_b(struct fs *fs, struct buf **arr, size_t n,
 		w[i].data = copies + i * TFS_BLOCK_SIZE;
 		memcpy(w[i].data, b->data, TFS_BLOCK_SIZE);
 	}
+	if (!patched)
+		snap_cp_patch(fs);
 	for (size_t i = 0; i < n; i++)
 		bcache_mark_clean(&fs->bc, arr[i]);
 }
@@ -195,7 +211,9 @@ int cp_run(struct fs *fs)
 	if (rc)
 		goto out_unlock;
 	gen = get64(fs->sb.s_gen) + 1;
-	rc = alloc_cp_begin(fs);
+	rc = snap_cp_begin(fs, gen);
+	if (!rc)
+		rc = alloc_cp_begin(fs);
 	if (!rc)
 		rc = phase_a(fs, &arr, &n);
 	if (!rc) {
@@ -227,6 +245,7 @@ int cp_run(struct fs *fs)
 		goto fail_locked;
 	fs->durable_gen = gen;
 	alloc_cp_durable(fs);
+	snap_cp_end(fs, 0);
 	ilog_cp_durable(fs, logpos, logseq);
 	fs->cps_done++;
 	{
@@ -241,6 +260,7 @@ fail_locked:
 	log_err("consistency point failed (%d): no more changes accepted", rc);
 	fs->error = rc < 0 ? rc : -EIO;
 	fs->state = FS_ERROR;
+	snap_cp_end(fs, fs->error);
 	ilog_cp_failed(fs, fs->error);
 	pthread_cond_broadcast(&fs->cp_done);
 out_unlock:

@@ -12,7 +12,8 @@
 #include "fs_impl.h"
 
 #define DIR_HASH_BITS 62
-#define COOKIE_BASE   3   /* 1 = after ".", 2 = after "..", then hash + 3 */
+#define COOKIE_BASE   4   /* 1 after ".", 2 after "..", 3 after ".snapshot",
+			     * then hash + 4 */
 
 uint64_t dir_hash(const char *name, size_t len)
 {
@@ -354,7 +355,7 @@ static int cmp_hash(const void *a, const void *b)
 }
 
 int dir_iterate(struct fs *fs, uint64_t dir, uint64_t cookie,
-		fs_filldir_t fill, void *ctx)
+		fs_filldir_t fill, void *ctx, bool snapdir)
 {
 	struct tfs_dinode *d;
 	struct bucket *bk;
@@ -374,7 +375,12 @@ int dir_iterate(struct fs *fs, uint64_t dir, uint64_t cookie,
 			return 0;
 		cookie = 2;
 	}
-	from = cookie - 2;
+	if (cookie == 2) {
+		if (snapdir && fill(ctx, ".snapshot", FS_INO_SNAPDIR, DT_DIR, 3))
+			return 0;
+		cookie = 3;
+	}
+	from = cookie - 3;
 	if (from >> DIR_HASH_BITS)
 		return 0;
 	bk = malloc(sizeof(*bk));

@@ -21,7 +21,15 @@
  *   s_afile   the allocation map: bit (b % TFS_BITS_PER_BLOCK) of file
  *             block b / TFS_BITS_PER_BLOCK is set when block b is in use.
  *             The superblock and log blocks are marked used at mkfs.
- *   s_snaps   the snapshot table (reserved: zero until snapshots land).
+ *   s_sfile   the snapshot table: struct tfs_snap slots, TFS_SNAPS_PER_BLOCK
+ *             a block; a snapshot pins the inode-file root of one CP.
+ *   s_dfile   the deadlist: struct tfs_dead entries (i_size counts them),
+ *             blocks that left the live tree while a snapshot held them.
+ *
+ * Snapshot rule: a block born in CP b and dropped from the live tree in
+ * CP k is held by snapshot s exactly when b <= s < k.  It is freed when
+ * no snapshot holds it; until then it waits in the deadlist.  Metafile
+ * blocks (map, table, deadlist) are never held by snapshots.
  *
  * A file's tree: i_root points at a block of height i_height; height 0 is
  * a data block, height h > 0 an indirect block of TFS_BPTRS_PER_BLOCK
@@ -142,16 +150,45 @@ struct tfs_super {
 	le32 s_flags;
 	uint8_t s_uuid[16];
 	char s_label[64];    /* NUL-padded */
-	uint8_t s_pad[80];
+	le64 s_next_snap;    /* snapshot ids are never reused */
+	uint8_t s_pad[72];
 	struct tfs_dinode s_ifile;  /* offset 256 */
 	struct tfs_dinode s_afile;  /* offset 512 */
-	struct tfs_bptr s_snaps;    /* offset 768 */
-	uint8_t s_reserved[TFS_BLOCK_SIZE - 800 - 16];
+	struct tfs_dinode s_sfile;  /* offset 768: snapshot table */
+	struct tfs_dinode s_dfile;  /* offset 1024: deadlist */
+	uint8_t s_reserved[TFS_BLOCK_SIZE - 1280 - 16];
 	le64 s_csum[2];      /* XXH3-128 of bytes 0 .. TFS_SB_CSUM_LEN-1 */
 };
 _Static_assert(sizeof(struct tfs_super) == TFS_BLOCK_SIZE, "super size");
 _Static_assert(offsetof(struct tfs_super, s_ifile) == 256, "s_ifile offset");
 #define TFS_SB_CSUM_LEN       (TFS_BLOCK_SIZE - 16)
+
+/* ---- snapshot table slot (512 bytes) ------------------------------------ */
+struct tfs_snap {
+	le64 sn_id;          /* 0: free slot */
+	le64 sn_gen;         /* the CP whose root this pins */
+	le64 sn_time;
+	le32 sn_time_ns;
+	le32 sn_flags;
+	le64 sn_used;        /* blocks in the live tree when taken */
+	char sn_name[128];   /* NUL-padded */
+	struct tfs_dinode sn_ifile;  /* offset 168: root of the inode file */
+	uint8_t sn_reserved[88];
+};
+_Static_assert(sizeof(struct tfs_snap) == 512, "snap size");
+#define TFS_SNAPS_PER_BLOCK   (TFS_BLOCK_SIZE / sizeof(struct tfs_snap))
+#define TFS_SNAP_NAME_MAX     127
+#define TFS_MAX_SNAPS         32766  /* slots: inode numbers carry 15 bits */
+#define TFS_SNAP_AUTO         1u     /* made by keep_cps or a schedule */
+
+/* ---- deadlist entry (24 bytes) ------------------------------------------- */
+struct tfs_dead {
+	le64 d_blkno;
+	le64 d_birth;
+	le64 d_death;        /* the CP that dropped it from the live tree */
+};
+_Static_assert(sizeof(struct tfs_dead) == 24, "dead size");
+#define TFS_DEAD_PER_BLOCK    (TFS_BLOCK_SIZE / sizeof(struct tfs_dead))
 
 /* ---- directory bucket block ----------------------------------------------
  * A directory is a hash table of 2^i_dirbits bucket blocks.  An entry for

@@ -48,6 +48,31 @@ uint64_t csum_name(const char *name, size_t len);
  */
 #define OWN_IFILE  UINT64_MAX
 #define OWN_AFILE  (UINT64_MAX - 1)
+#define OWN_SFILE  (UINT64_MAX - 2)       /* snapshot table */
+#define OWN_DFILE  (UINT64_MAX - 3)       /* deadlist */
+#define OWN_SIFILE(slot) (UINT64_MAX - 16 - (uint64_t)(slot)) /* a snapshot's inode file */
+static inline bool owner_is_meta(uint64_t owner)
+{
+	return owner >= OWN_DFILE && owner != OWN_IFILE;
+}
+
+/* Inode numbers of snapshot files: slot + 1 in the top 16 bits. */
+#define INO_LOCAL_MASK   ((1ull << 48) - 1)
+#define SNAP_INO(slot, ino) ((((uint64_t)(slot) + 1) << 48) | (ino))
+#define INO_IS_SNAP(ino)    (((ino) >> 48) != 0)
+#define INO_SLOT(ino)       (((ino) >> 48) - 1)
+#define INO_LOCAL(ino)      ((ino) & INO_LOCAL_MASK)
+#define FS_INO_SNAPDIR      INO_LOCAL_MASK /* .snapshot: 2^48 - 1 */
+/* Does a buffer owner belong to a snapshot (read-only) tree? */
+static inline bool owner_in_snapshot(uint64_t owner)
+{
+	return (INO_IS_SNAP(owner) && owner < OWN_SIFILE(TFS_MAX_SNAPS)) ||
+	       (owner > OWN_SIFILE(TFS_MAX_SNAPS) && owner <= OWN_SIFILE(0));
+}
+static inline bool ino_readonly(uint64_t ino)
+{
+	return INO_IS_SNAP(ino) || ino == FS_INO_SNAPDIR;
+}
 
 struct buf {
 	uint64_t owner, idx;
@@ -99,7 +124,8 @@ struct u64vec {
 struct alloc {
 	uint64_t cursor;          /* next block to try */
 	struct u64set hold;       /* freed in the CP being written */
-	struct u64vec later;      /* freed by the open generation */
+	struct u64vec later;      /* freed by the open generation: pairs of
+				   * (blkno, birth); birth 0 = metafile block */
 	uint8_t *guard;           /* debug: map of the durable root (W1) */
 	struct u64vec guard_set, guard_clear; /* applied when durable */
 };
@@ -129,6 +155,26 @@ struct inode {
 	struct inode *hnext;
 };
 
+/* ---- snap.c ------------------------------------------------------------- */
+struct snap_mem {
+	bool used;
+	uint64_t id, gen, time, used_blocks;
+	uint32_t time_ns, flags;
+	char name[TFS_SNAP_NAME_MAX + 1];
+	struct tfs_dinode ifile;
+};
+
+enum snap_req_kind { SNAP_REQ_CREATE, SNAP_REQ_DELETE };
+struct snap_req {
+	enum snap_req_kind kind;
+	char name[TFS_SNAP_NAME_MAX + 1];
+	uint32_t flags;
+	int slot;                 /* CREATE: the slot taken, for the patch */
+	int rc;
+	bool done;
+	struct snap_req *next;
+};
+
 /* ---- the file system ------------------------------------------------------- */
 enum fs_state { FS_OK, FS_ERROR };
 
@@ -151,6 +197,13 @@ struct fs {
 	size_t nitab;
 	uint64_t dirty_max;
 	uint64_t reserve;         /* blocks only deletes may use */
+	struct snap_mem *snaps;   /* TFS_MAX_SNAPS slots, loaded at mount */
+	unsigned nsnaps;          /* slots in use */
+	uint64_t snap_hold_gen;   /* newest snapshot older than the CP being
+				   * written: blocks born at or before it are
+				   * deadlisted, not freed */
+	struct snap_req *snap_reqs; /* queued for the next CP */
+	struct snap_req *snap_cp;   /* taken by the CP being written */
 	struct fs_sink sinks[4];
 	int nsinks;
 	pthread_t cp_thread;
@@ -165,8 +218,10 @@ int alloc_init(struct fs *fs);
 void alloc_destroy(struct fs *fs);
 int alloc_block(struct fs *fs, uint64_t *out);   /* CP phase A only */
 int alloc_set(struct fs *fs, uint64_t blkno, bool used);
-void alloc_free_later(struct fs *fs, uint64_t blkno);
+void alloc_free_later(struct fs *fs, uint64_t owner, const struct tfs_bptr *bp);
 int alloc_free_now(struct fs *fs, uint64_t blkno); /* CP: clear + hold */
+/* CP: a block leaves the live tree; freed or deadlisted (snapshots) */
+int alloc_kill(struct fs *fs, uint64_t owner, uint64_t blkno, uint64_t birth);
 int alloc_cp_begin(struct fs *fs);                 /* apply `later` */
 void alloc_cp_durable(struct fs *fs);              /* release hold */
 uint64_t alloc_free_blocks(struct fs *fs);
@@ -209,7 +264,7 @@ int dir_remove(struct fs *fs, uint64_t dir, const char *name);
 int dir_set(struct fs *fs, uint64_t dir, const char *name, uint64_t ino,
 	    unsigned dtype);
 int dir_iterate(struct fs *fs, uint64_t dir, uint64_t cookie,
-		fs_filldir_t fill, void *ctx);
+		fs_filldir_t fill, void *ctx, bool snapdir);
 int dir_init(struct fs *fs, uint64_t dir, uint64_t parent);
 /* Bucket decoding shared with verify.c.  Returns entries or -EUCLEAN. */
 struct dirent_view {
@@ -266,6 +321,15 @@ void cp_stop_thread(struct fs *fs);
 void cp_kick(struct fs *fs);        /* fs->lock held */
 int cp_throttle(struct fs *fs);     /* fs->lock held: wait if both full */
 uint64_t cp_dirty_bytes(struct fs *fs); /* fs->lock held */
+
+/* ---- snap.c ---------------------------------------------------------------- */
+int snap_load(struct fs *fs);
+void snap_destroy(struct fs *fs);
+int snap_cp_begin(struct fs *fs, uint64_t gen);
+void snap_cp_patch(struct fs *fs);
+void snap_cp_end(struct fs *fs, int rc);
+int snap_dead_add(struct fs *fs, uint64_t blkno, uint64_t birth, uint64_t death);
+int snap_by_name(struct fs *fs, const char *name);
 
 /* ---- ops.c ------------------------------------------------------------------ */
 int ops_space(struct fs *fs, uint64_t nblocks, bool deleting);

@@ -10,12 +10,23 @@
 
 #include "fs_impl.h"
 
+/* The inode-file block holding ino: the live one, or a snapshot's. */
 static int ino_buf(struct fs *fs, uint64_t ino, unsigned flags,
 		   struct buf **b)
 {
+	uint64_t owner = OWN_IFILE;
+
+	if (INO_IS_SNAP(ino)) {
+		uint64_t slot = INO_SLOT(ino);
+		if (slot >= TFS_MAX_SNAPS || !fs->snaps || !fs->snaps[slot].used)
+			return -ENOENT;
+		owner = OWN_SIFILE(slot);
+		ino = INO_LOCAL(ino);
+		flags = 0;
+	}
 	if (ino == 0 || ino > TFS_MAX_INO)
 		return -ENOENT;
-	return buf_get(fs, OWN_IFILE, 0, ino / TFS_INODES_PER_BLOCK, flags, b);
+	return buf_get(fs, owner, 0, ino / TFS_INODES_PER_BLOCK, flags, b);
 }
 
 /* The live dinode of ino, or -ENOENT.  Valid until the operation ends. */
@@ -30,7 +41,7 @@ int inode_get(struct fs *fs, uint64_t ino, struct tfs_dinode **out)
 		return rc;
 	if (!b)
 		return -ENOENT;
-	d = (struct tfs_dinode *)b->data + ino % TFS_INODES_PER_BLOCK;
+	d = (struct tfs_dinode *)b->data + INO_LOCAL(ino) % TFS_INODES_PER_BLOCK;
 	if (get32(d->i_mode) == 0)
 		return -ENOENT;
 	if (d->i_height > TFS_MAX_HEIGHT)

@@ -42,6 +42,7 @@ static int fs_new(struct bdev *bd, const struct fs_opts *o, struct fs **out)
 static void fs_free(struct fs *fs)
 {
 	inode_destroy_table(fs);
+	snap_destroy(fs);
 	alloc_destroy(fs);
 	ilog_destroy(fs);
 	bcache_destroy(&fs->bc);
@@ -131,6 +132,8 @@ int fs_format(struct bdev *bd, const struct fs_format_opts *o)
 	rc = alloc_init(fs);
 	if (!rc)
 		rc = ilog_init(fs);
+	if (!rc)
+		rc = snap_load(fs);
 	for (uint64_t b = 0; b < TFS_LOG_START + lb && !rc; b++)
 		rc = alloc_set(fs, b, true) < 0 ? -EIO : 0;
 	if (!rc)
@@ -164,6 +167,8 @@ int fs_mount(struct bdev *bd, const struct fs_opts *o, struct fs **out)
 	rc = alloc_init(fs);
 	if (!rc)
 		rc = ilog_init(fs);
+	if (!rc)
+		rc = snap_load(fs);
 	if (!rc && !fs->ro)
 		rc = alloc_guard_load(fs);
 	if (rc)

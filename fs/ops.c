@@ -193,9 +193,14 @@ static int dir_changed(struct fs *fs, uint64_t dir, struct timespec t)
 	return 0;
 }
 
-static int name_check(const char *name)
+static int name_check(uint64_t parent, const char *name)
 {
 	size_t n = strlen(name);
+
+	if (ino_readonly(parent))
+		return -EROFS;
+	if (parent == TFS_INO_ROOT && !strcmp(name, ".snapshot"))
+		return -EEXIST;
 
 	if (n == 0)
 		return -ENOENT;
@@ -814,7 +819,7 @@ static int do_create(struct fs *fs, uint64_t parent, const char *name,
 	struct rec r;
 	uint64_t ino, pos;
 	struct tfs_dinode *pd;
-	int rc = name_check(name);
+	int rc = name_check(parent, name);
 
 	if (rc)
 		return rc;
@@ -908,8 +913,10 @@ int fs_link(struct fs *fs, uint64_t ino, uint64_t newparent,
 {
 	struct rec r;
 	uint64_t pos;
-	int rc = name_check(newname);
+	int rc = name_check(newparent, newname);
 
+	if (!rc && ino_readonly(ino))
+		rc = -EROFS;
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&fs->lock);
@@ -938,6 +945,9 @@ static int do_unlink(struct fs *fs, uint64_t parent, const char *name,
 
 	if (strlen(name) > TFS_NAME_MAX)
 		return -ENAMETOOLONG;
+	if (ino_readonly(parent) ||
+	    (parent == TFS_INO_ROOT && !strcmp(name, ".snapshot")))
+		return -EROFS;
 	pthread_mutex_lock(&fs->lock);
 	rc = op_begin(fs, dir_need(fs, TFS_INO_ORPHANS) + 16, true);
 	if (rc)
@@ -972,6 +982,11 @@ int fs_rename(struct fs *fs, uint64_t parent, const char *name,
 
 	if (strlen(name) > TFS_NAME_MAX || strlen(newname) > TFS_NAME_MAX)
 		return -ENAMETOOLONG;
+	if (ino_readonly(parent) || ino_readonly(newparent))
+		return -EROFS;
+	if ((parent == TFS_INO_ROOT && !strcmp(name, ".snapshot")) ||
+	    (newparent == TFS_INO_ROOT && !strcmp(newname, ".snapshot")))
+		return -EROFS;
 	pthread_mutex_lock(&fs->lock);
 	rc = op_begin(fs, dir_need(fs, newparent) +
 		      dir_need(fs, TFS_INO_ORPHANS) + 16, true);
@@ -999,6 +1014,8 @@ int fs_setattr(struct fs *fs, uint64_t ino, const struct fs_setattr *sa,
 	unsigned mask = sa->mask;
 	int rc;
 
+	if (ino_readonly(ino))
+		return -EROFS;
 	pthread_mutex_lock(&fs->lock);
 	rc = op_begin(fs, 16, (mask & FS_SET_SIZE) != 0);
 	if (rc)
@@ -1044,6 +1061,8 @@ ssize_t fs_write(struct fs *fs, uint64_t ino, const void *buf, size_t size,
 	uint64_t pos;
 	int rc;
 
+	if (ino_readonly(ino))
+		return -EROFS;
 	pthread_mutex_lock(&fs->lock);
 	rc = op_begin(fs, nb + nb / 64 + 16, false);
 	if (!rc)
@@ -1074,6 +1093,8 @@ int fs_fallocate(struct fs *fs, uint64_t ino, int mode, uint64_t off,
 	uint64_t pos, need = 16;
 	int rc;
 
+	if (ino_readonly(ino))
+		return -EROFS;
 	if (mode & ~known)
 		return -EOPNOTSUPP;
 	if ((mode & FALLOC_FL_PUNCH_HOLE) &&
@@ -1106,6 +1127,8 @@ int fs_setxattr(struct fs *fs, uint64_t ino, const char *name,
 	uint64_t pos;
 	int rc;
 
+	if (ino_readonly(ino))
+		return -EROFS;
 	if (flags & ~(XATTR_CREATE | XATTR_REPLACE))
 		return -EINVAL;
 	pthread_mutex_lock(&fs->lock);
@@ -1130,6 +1153,8 @@ int fs_removexattr(struct fs *fs, uint64_t ino, const char *name)
 	uint64_t pos;
 	int rc;
 
+	if (ino_readonly(ino))
+		return -EROFS;
 	pthread_mutex_lock(&fs->lock);
 	rc = op_begin(fs, 16, true);
 	if (rc)
@@ -1146,34 +1171,96 @@ out:
 
 /* ---- reads --------------------------------------------------------------- */
 
+/* The synthetic .snapshot directory. */
+static int snapdir_attr(struct fs *fs, struct fs_attr *out)
+{
+	struct tfs_dinode *root;
+	int rc = inode_get(fs, TFS_INO_ROOT, &root);
+
+	if (rc)
+		return rc;
+	inode_to_attr(FS_INO_SNAPDIR, root, out);
+	out->mode = S_IFDIR | 0555;
+	out->nlink = 2;
+	out->size = TFS_BLOCK_SIZE;
+	out->blocks = 0;
+	out->uid = 0;
+	out->gid = 0;
+	return 0;
+}
+
+/* Inode number as seen from outside, for an entry found in dir. */
+static uint64_t outer_ino(uint64_t dir, uint64_t ino)
+{
+	if (!INO_IS_SNAP(dir))
+		return ino;
+	if (INO_LOCAL(dir) == TFS_INO_ROOT && ino == TFS_INO_ROOT)
+		return FS_INO_SNAPDIR; /* ".." of a snapshot's root */
+	return SNAP_INO(INO_SLOT(dir), ino);
+}
+
+static int lookup_locked(struct fs *fs, uint64_t parent, const char *name,
+			 uint64_t *ino)
+{
+	struct tfs_dinode *d;
+	int slot, rc;
+
+	if (parent == FS_INO_SNAPDIR) {
+		if (!strcmp(name, ".") || !strcmp(name, "..")) {
+			*ino = name[1] ? TFS_INO_ROOT : FS_INO_SNAPDIR;
+			return 0;
+		}
+		slot = snap_by_name(fs, name);
+		if (slot < 0)
+			return slot;
+		*ino = SNAP_INO((unsigned)slot, TFS_INO_ROOT);
+		return 0;
+	}
+	if (parent == TFS_INO_ROOT && !strcmp(name, ".snapshot")) {
+		*ino = FS_INO_SNAPDIR;
+		return 0;
+	}
+	rc = inode_get(fs, parent, &d);
+	if (!rc && !S_ISDIR(get32(d->i_mode)))
+		rc = -ENOTDIR;
+	if (rc)
+		return rc;
+	if (!strcmp(name, "."))
+		*ino = parent;
+	else if (!strcmp(name, ".."))
+		*ino = outer_ino(parent, get64(d->i_parent));
+	else if (!(rc = dir_lookup(fs, parent, name, ino, NULL)))
+		*ino = outer_ino(parent, *ino);
+	return rc;
+}
+
+static int attr_locked(struct fs *fs, uint64_t ino, struct fs_attr *out)
+{
+	struct tfs_dinode *d;
+	int rc;
+
+	if (ino == FS_INO_SNAPDIR)
+		return snapdir_attr(fs, out);
+	rc = inode_get(fs, ino, &d);
+	if (!rc)
+		inode_to_attr(ino, d, out);
+	return rc;
+}
+
 int fs_lookup(struct fs *fs, uint64_t parent, const char *name,
 	      struct fs_attr *out)
 {
-	struct tfs_dinode *d;
 	uint64_t ino;
 	int rc;
 
 	if (strlen(name) > TFS_NAME_MAX)
 		return -ENAMETOOLONG;
 	pthread_mutex_lock(&fs->lock);
-	rc = inode_get(fs, parent, &d);
-	if (!rc && !S_ISDIR(get32(d->i_mode)))
-		rc = -ENOTDIR;
-	if (rc)
-		goto out;
-	if (!strcmp(name, "."))
-		ino = parent;
-	else if (!strcmp(name, ".."))
-		ino = get64(d->i_parent);
-	else
-		rc = dir_lookup(fs, parent, name, &ino, NULL);
+	rc = lookup_locked(fs, parent, name, &ino);
 	if (!rc)
-		rc = inode_get(fs, ino, &d);
-	if (!rc) {
-		inode_to_attr(ino, d, out);
+		rc = attr_locked(fs, ino, out);
+	if (!rc)
 		inode_ref(fs, ino, true)->nlookup++;
-	}
-out:
 	pthread_mutex_unlock(&fs->lock);
 	return rc;
 }
@@ -1187,13 +1274,10 @@ void fs_forget(struct fs *fs, uint64_t ino, uint64_t nlookup)
 
 int fs_getattr(struct fs *fs, uint64_t ino, struct fs_attr *out)
 {
-	struct tfs_dinode *d;
 	int rc;
 
 	pthread_mutex_lock(&fs->lock);
-	rc = inode_get(fs, ino, &d);
-	if (!rc)
-		inode_to_attr(ino, d, out);
+	rc = attr_locked(fs, ino, out);
 	pthread_mutex_unlock(&fs->lock);
 	return rc;
 }
@@ -1203,6 +1287,8 @@ int fs_open(struct fs *fs, uint64_t ino, bool dir)
 	struct tfs_dinode *d;
 	int rc;
 
+	if (ino == FS_INO_SNAPDIR)
+		return dir ? 0 : -EISDIR;
 	pthread_mutex_lock(&fs->lock);
 	rc = inode_get(fs, ino, &d);
 	if (!rc && dir && !S_ISDIR(get32(d->i_mode)))
@@ -1306,13 +1392,48 @@ out:
 	return res;
 }
 
+struct rd_wrap {
+	fs_filldir_t fill;
+	void *ctx;
+	uint64_t dir;
+};
+
+static int fill_outer(void *ctx, const char *name, uint64_t ino,
+		      unsigned dtype, uint64_t next)
+{
+	struct rd_wrap *w = ctx;
+
+	return w->fill(w->ctx, name, outer_ino(w->dir, ino), dtype, next);
+}
+
+/* .snapshot: ".", "..", then one entry per snapshot (cookie slot + 3). */
+static int snapdir_iterate(struct fs *fs, uint64_t cookie, fs_filldir_t fill,
+			   void *ctx)
+{
+	if (cookie == 0 && fill(ctx, ".", FS_INO_SNAPDIR, DT_DIR, 1))
+		return 0;
+	if (cookie <= 1 && fill(ctx, "..", TFS_INO_ROOT, DT_DIR, 2))
+		return 0;
+	for (uint64_t s = cookie > 2 ? cookie - 2 : 0; s < TFS_MAX_SNAPS; s++)
+		if (fs->snaps[s].used &&
+		    fill(ctx, fs->snaps[s].name, SNAP_INO(s, TFS_INO_ROOT),
+			 DT_DIR, s + 3))
+			break;
+	return 0;
+}
+
 int fs_readdir(struct fs *fs, uint64_t ino, uint64_t cookie,
 	       fs_filldir_t fill, void *ctx)
 {
+	struct rd_wrap w = { fill, ctx, ino };
 	int rc;
 
 	pthread_mutex_lock(&fs->lock);
-	rc = dir_iterate(fs, ino, cookie, fill, ctx);
+	if (ino == FS_INO_SNAPDIR)
+		rc = snapdir_iterate(fs, cookie, fill, ctx);
+	else
+		rc = dir_iterate(fs, ino, cookie, fill_outer, &w,
+				 ino == TFS_INO_ROOT && fs->opts.snapdir_visible);
 	bcache_evict(&fs->bc, fs->durable_gen);
 	pthread_mutex_unlock(&fs->lock);
 	return rc;
@@ -1379,6 +1500,135 @@ void fs_get_status(struct fs *fs, struct fs_status *st)
 	pthread_mutex_unlock(&fs->lock);
 }
 
+/* ---- snapshots ------------------------------------------------------------ */
+
+static int snap_name_check(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || !strcmp(name, ".") || !strcmp(name, ".."))
+		return -EINVAL;
+	if (n > FS_SNAP_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (strchr(name, '/'))
+		return -EINVAL;
+	return 0;
+}
+
+/* Queue a request for the next CP, run it, wait for the answer. */
+static int snap_request(struct fs *fs, enum snap_req_kind kind,
+			const char *name, uint32_t flags)
+{
+	struct snap_req r = { .kind = kind, .flags = flags };
+	struct snap_req **pp;
+	int rc = snap_name_check(name);
+
+	if (rc)
+		return rc;
+	if (fs->ro)
+		return -EROFS;
+	memcpy(r.name, name, strlen(name) + 1);
+	pthread_mutex_lock(&fs->lock);
+	if (fs->error) {
+		pthread_mutex_unlock(&fs->lock);
+		return -EIO;
+	}
+	for (pp = &fs->snap_reqs; *pp; pp = &(*pp)->next)
+		;
+	*pp = &r;
+	pthread_mutex_unlock(&fs->lock);
+	rc = cp_run(fs);
+	pthread_mutex_lock(&fs->lock);
+	while (!r.done && !fs->error)
+		pthread_cond_wait(&fs->cp_done, &fs->lock);
+	if (!r.done) { /* the CP failed before taking it: unqueue */
+		for (pp = &fs->snap_reqs; *pp && *pp != &r; pp = &(*pp)->next)
+			;
+		if (*pp)
+			*pp = r.next;
+		r.rc = -EIO;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return r.rc ? r.rc : rc;
+}
+
+int fs_snap_create(struct fs *fs, const char *name)
+{
+	return snap_request(fs, SNAP_REQ_CREATE, name, 0);
+}
+
+int fs_snap_delete(struct fs *fs, const char *name)
+{
+	return snap_request(fs, SNAP_REQ_DELETE, name, 0);
+}
+
+static int cmp_info(const void *a, const void *b)
+{
+	const struct fs_snap_info *x = a, *y = b;
+
+	return x->gen < y->gen ? -1 : x->gen > y->gen ? 1 :
+	       x->id < y->id ? -1 : x->id > y->id;
+}
+
+int fs_snap_list(struct fs *fs, struct fs_snap_info *out, size_t max)
+{
+	struct fs_snap_info *all;
+	uint64_t *uniq, ndead;
+	int rc = 0, n = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	all = calloc(fs->nsnaps + 1, sizeof(*all));
+	uniq = calloc(TFS_MAX_SNAPS, sizeof(*uniq));
+	if (!all || !uniq) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* unique: deadlist blocks that exactly one snapshot holds */
+	ndead = get64(fs->sb.s_dfile.i_size);
+	for (uint64_t i = 0; i < ndead; i++) {
+		struct buf *b;
+		const struct tfs_dead *e;
+		int holder = -1, count = 0;
+		rc = buf_get(fs, OWN_DFILE, 0, i / TFS_DEAD_PER_BLOCK, 0, &b);
+		if (rc || !b) {
+			rc = rc ? rc : -EUCLEAN;
+			goto out;
+		}
+		e = (const struct tfs_dead *)b->data + i % TFS_DEAD_PER_BLOCK;
+		for (unsigned s = 0; s < TFS_MAX_SNAPS && count < 2; s++)
+			if (fs->snaps[s].used &&
+			    get64(e->d_birth) <= fs->snaps[s].gen &&
+			    fs->snaps[s].gen < get64(e->d_death)) {
+				holder = (int)s;
+				count++;
+			}
+		if (count == 1)
+			uniq[holder]++;
+	}
+	for (unsigned s = 0; s < TFS_MAX_SNAPS; s++) {
+		const struct snap_mem *m = &fs->snaps[s];
+		if (!m->used)
+			continue;
+		memcpy(all[n].name, m->name, sizeof(all[n].name));
+		all[n].id = m->id;
+		all[n].gen = m->gen;
+		all[n].time.tv_sec = (time_t)m->time;
+		all[n].time.tv_nsec = m->time_ns;
+		all[n].referenced_bytes = m->used_blocks * TFS_BLOCK_SIZE;
+		all[n].unique_bytes = uniq[s] * TFS_BLOCK_SIZE;
+		all[n].flags = m->flags;
+		n++;
+	}
+	qsort(all, (size_t)n, sizeof(*all), cmp_info);
+	memcpy(out, all, (size_t)(n < (int)max ? n : (int)max) * sizeof(*all));
+	rc = n;
+out:
+	pthread_mutex_unlock(&fs->lock);
+	free(all);
+	free(uniq);
+	return rc;
+}
+
 /* ---- orphans ------------------------------------------------------------- */
 
 struct orphan_list {
@@ -1399,7 +1649,7 @@ static int orphan_fill(void *ctx, const char *name, uint64_t ino,
 int ops_orphans_reclaim(struct fs *fs)
 {
 	struct orphan_list l = { { 0 } };
-	int rc = dir_iterate(fs, TFS_INO_ORPHANS, 0, orphan_fill, &l);
+	int rc = dir_iterate(fs, TFS_INO_ORPHANS, 0, orphan_fill, &l, false);
 
 	for (size_t i = 0; i < l.inos.n && !rc; i++) {
 		uint64_t ino = l.inos.v[i];

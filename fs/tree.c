@@ -27,13 +27,25 @@ struct tfs_dinode *owner_dinode(struct fs *fs, uint64_t owner, int *rc)
 		return &fs->sb.s_ifile;
 	if (owner == OWN_AFILE)
 		return &fs->sb.s_afile;
+	if (owner == OWN_SFILE)
+		return &fs->sb.s_sfile;
+	if (owner == OWN_DFILE)
+		return &fs->sb.s_dfile;
+	if (owner_in_snapshot(owner) && owner > OWN_SIFILE(TFS_MAX_SNAPS)) {
+		uint64_t slot = OWN_SIFILE(0) - owner;
+		if (!fs->snaps || !fs->snaps[slot].used) {
+			*rc = -ENOENT;
+			return NULL;
+		}
+		return &fs->snaps[slot].ifile;
+	}
 	*rc = inode_get(fs, owner, &d);
 	return d;
 }
 
 void owner_dirty_dinode(struct fs *fs, uint64_t owner)
 {
-	if (owner != OWN_IFILE && owner != OWN_AFILE)
+	if (!owner_is_meta(owner) && owner != OWN_IFILE)
 		inode_touch(fs, owner);
 }
 
@@ -193,6 +205,8 @@ int buf_dirty(struct fs *fs, struct buf *b)
 		return rc;
 	if (fs->ro)
 		return -EROFS;
+	/* snapshot trees are never written (ops.c refuses with EROFS) */
+	VERIFY(!owner_in_snapshot(b->owner));
 	bcache_mark_dirty(&fs->bc, b);
 	if (b->level >= d->i_height) {
 		owner_dirty_dinode(fs, b->owner);
@@ -266,7 +280,7 @@ static int free_sub(struct fs *fs, uint64_t owner, uint8_t level,
 	if (!d)
 		return rc;
 	if (get64(slot->bp_blkno))
-		alloc_free_later(fs, get64(slot->bp_blkno));
+		alloc_free_later(fs, owner, slot);
 	b = bcache_find(&fs->bc, owner, level, idx);
 	if (b)
 		bcache_drop(&fs->bc, b);

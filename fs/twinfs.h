@@ -48,6 +48,7 @@ struct fs_opts {
 	uint64_t dirty_max;        /* bytes dirty before a CP starts; 0: default */
 	uint64_t cache_max;        /* bytes of clean cache kept; 0: default */
 	bool no_cp_thread;         /* tests: CPs run only from fs_cp() calls */
+	bool snapdir_visible;      /* list .snapshot in readdir of the root */
 };
 
 int fs_mount(struct bdev *bd, const struct fs_opts *o, struct fs **out);
@@ -167,12 +168,29 @@ struct fs_status {
 };
 void fs_get_status(struct fs *fs, struct fs_status *st);
 
+/* ---- snapshots ------------------------------------------------------------
+ * MOUNT/.snapshot/NAME is a read-only view of each snapshot.  Create and
+ * delete each take one CP and return once it is durable. */
+#define FS_SNAP_NAME_MAX 127
+struct fs_snap_info {
+	char name[FS_SNAP_NAME_MAX + 1];
+	uint64_t id, gen;
+	struct timespec time;
+	uint64_t referenced_bytes;  /* live data when taken */
+	uint64_t unique_bytes;      /* freed if this one alone is deleted */
+	unsigned flags;
+};
+int fs_snap_create(struct fs *fs, const char *name);
+int fs_snap_delete(struct fs *fs, const char *name);
+/* Fills up to max entries, oldest first; returns how many exist. */
+int fs_snap_list(struct fs *fs, struct fs_snap_info *out, size_t max);
+
 /* Check every invariant of the newest valid root of an image.  Prints
  * each problem through report (may be NULL) and returns how many it
  * found, or a negative errno if the image could not be read at all. */
 struct fs_verify_stats {
 	uint64_t gen, files, dirs, used_blocks, total_blocks, ninodes;
-	uint64_t log_records;
+	uint64_t log_records, snapshots;
 	char label[65];
 };
 typedef void (*fs_report_t)(void *ctx, const char *msg);

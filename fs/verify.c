@@ -37,6 +37,8 @@ struct vctx {
 	size_t cap, n;
 	uint8_t *blk[TFS_MAX_HEIGHT + 2];
 	uint64_t tree_blocks;  /* blocks counted in the current tree */
+	bool shared_ok;        /* snapshot walks: a referenced block is shared */
+	uint64_t snap_gen;
 	uint64_t max_idx;      /* highest level-0 index with data + 1 */
 };
 
@@ -113,8 +115,9 @@ static void walk(struct vctx *v, const char *what, const struct tfs_bptr *bp,
 			(unsigned long long)birth,
 			(unsigned long long)parent_birth);
 	if (v->ref[blkno / 8] & (1u << (blkno % 8))) {
-		problem(v, "%s: block %llu referenced twice", what,
-			(unsigned long long)blkno);
+		if (!v->shared_ok)
+			problem(v, "%s: block %llu referenced twice", what,
+				(unsigned long long)blkno);
 		return;
 	}
 	v->ref[blkno / 8] |= (uint8_t)(1u << (blkno % 8));
@@ -154,7 +157,51 @@ static void walk_tree(struct vctx *v, const char *what,
 		problem(v, "%s: height %u", what, d->i_height);
 		return;
 	}
-	walk(v, what, &d->i_root, d->i_height, 0, get64(v->sb.s_gen), fn, arg);
+	walk(v, what, &d->i_root, d->i_height, 0,
+	     v->shared_ok ? v->snap_gen : get64(v->sb.s_gen), fn, arg);
+}
+
+/* ---- snapshots: their trees share blocks with the live one ---- */
+static void snap_ifile_leaf(struct vctx *v, void *arg, uint64_t idx,
+			    const uint8_t *data)
+{
+	/* a leaf reached here is not shared: walk its inodes' trees */
+	uint8_t *copy = malloc(TFS_BLOCK_SIZE);
+
+	VERIFY(copy);
+	memcpy(copy, data, TFS_BLOCK_SIZE);
+	for (unsigned i = 0; i < TFS_INODES_PER_BLOCK; i++) {
+		const struct tfs_dinode *d = (const void *)(copy + i * 256);
+		char what[80];
+		if (get32(d->i_mode) == 0)
+			continue;
+		snprintf(what, sizeof(what), "snapshot %s inode %llu",
+			 (const char *)arg,
+			 (unsigned long long)(idx * TFS_INODES_PER_BLOCK + i));
+		walk_tree(v, what, d, NULL, NULL);
+		if (get64(d->i_xattr.bp_blkno))
+			walk(v, what, &d->i_xattr, 0, 0, v->snap_gen, NULL, NULL);
+	}
+	free(copy);
+}
+
+static void snap_table_leaf(struct vctx *v, void *arg, uint64_t idx,
+			    const uint8_t *data)
+{
+	struct u64vec *gens = arg;
+
+	for (unsigned i = 0; i < TFS_SNAPS_PER_BLOCK; i++) {
+		const struct tfs_snap *e = (const void *)(data + i * 512);
+		if (!get64(e->sn_id))
+			continue;
+		if (get64(e->sn_gen) > get64(v->sb.s_gen) ||
+		    !memchr(e->sn_name, 0, sizeof(e->sn_name))) {
+			problem(v, "snapshot slot %llu damaged",
+				(unsigned long long)(idx * TFS_SNAPS_PER_BLOCK + i));
+			continue;
+		}
+		u64vec_push(gens, (uint64_t)(idx * TFS_SNAPS_PER_BLOCK + i));
+	}
 }
 
 /* ---- the map ---- */
@@ -433,6 +480,97 @@ static void check_links(struct vctx *v)
 	}
 }
 
+static int read_snap(struct vctx *v, uint64_t slot, struct tfs_snap *out)
+{
+	const struct tfs_dinode *f = &v->sb.s_sfile;
+	uint64_t idx = slot / TFS_SNAPS_PER_BLOCK;
+	struct tfs_bptr bp = f->i_root;
+	uint8_t *buf = v->blk[TFS_MAX_HEIGHT + 1];
+
+	for (int level = f->i_height; ; level--) {
+		if (!get64(bp.bp_blkno) || bdev_read(v->bd, get64(bp.bp_blkno), buf))
+			return -EIO;
+		if (level == 0)
+			break;
+		memcpy(&bp, buf + ((idx >> (TFS_BPTR_SHIFT * (level - 1))) &
+				   (TFS_BPTRS_PER_BLOCK - 1)) * sizeof(bp),
+		       sizeof(bp));
+	}
+	memcpy(out, buf + (slot % TFS_SNAPS_PER_BLOCK) * 512, sizeof(*out));
+	return 0;
+}
+
+static void dead_leaf(struct vctx *v, void *arg, uint64_t idx,
+		      const uint8_t *data)
+{
+	struct u64vec *dead = arg;
+	uint64_t n = get64(v->sb.s_dfile.i_size);
+
+	for (unsigned i = 0; i < TFS_DEAD_PER_BLOCK; i++) {
+		const struct tfs_dead *e = (const void *)(data + i * 24);
+		if (idx * TFS_DEAD_PER_BLOCK + i >= n)
+			break;
+		u64vec_push(dead, get64(e->d_blkno));
+		u64vec_push(dead, get64(e->d_birth));
+		u64vec_push(dead, get64(e->d_death));
+	}
+}
+
+static void check_snapshots(struct vctx *v, struct fs_verify_stats *st)
+{
+	struct u64vec slots = { 0 }, gens = { 0 }, dead = { 0 };
+	uint8_t *live = malloc((get64(v->sb.s_nblocks) + 7) / 8);
+
+	VERIFY(live);
+	memcpy(live, v->ref, (get64(v->sb.s_nblocks) + 7) / 8);
+	walk_tree(v, "snapshot table", &v->sb.s_sfile, snap_table_leaf, &slots);
+	if (v->tree_blocks != get64(v->sb.s_sfile.i_blocks))
+		problem(v, "snapshot table: i_blocks %llu, counted %llu",
+			(unsigned long long)get64(v->sb.s_sfile.i_blocks),
+			(unsigned long long)v->tree_blocks);
+	walk_tree(v, "deadlist", &v->sb.s_dfile, dead_leaf, &dead);
+	if (v->tree_blocks != get64(v->sb.s_dfile.i_blocks))
+		problem(v, "deadlist: i_blocks %llu, counted %llu",
+			(unsigned long long)get64(v->sb.s_dfile.i_blocks),
+			(unsigned long long)v->tree_blocks);
+	if (dead.n / 3 != get64(v->sb.s_dfile.i_size))
+		problem(v, "deadlist: %llu entries, found %llu",
+			(unsigned long long)get64(v->sb.s_dfile.i_size),
+			(unsigned long long)(dead.n / 3));
+	memcpy(live, v->ref, (get64(v->sb.s_nblocks) + 7) / 8);
+	v->shared_ok = true;
+	for (size_t i = 0; i < slots.n; i++) {
+		struct tfs_snap e;
+		if (read_snap(v, slots.v[i], &e))
+			continue;
+		v->snap_gen = get64(e.sn_gen);
+		u64vec_push(&gens, v->snap_gen);
+		walk_tree(v, e.sn_name, &e.sn_ifile, snap_ifile_leaf, e.sn_name);
+	}
+	v->shared_ok = false;
+	st->snapshots = slots.n;
+	/* every deadlist block: held by a snapshot walk and by the rule */
+	for (size_t i = 0; i + 2 < dead.n; i += 3) {
+		uint64_t b = dead.v[i], birth = dead.v[i + 1], death = dead.v[i + 2];
+		bool covered = false;
+		for (size_t g = 0; g < gens.n && !covered; g++)
+			covered = birth <= gens.v[g] && gens.v[g] < death;
+		if (!covered)
+			problem(v, "deadlist: block %llu (born %llu, dropped %llu) held by no snapshot",
+				(unsigned long long)b, (unsigned long long)birth,
+				(unsigned long long)death);
+		else if (b >= get64(v->sb.s_nblocks) ||
+			 !(v->ref[b / 8] & (1u << (b % 8))) ||
+			 (live[b / 8] & (1u << (b % 8))))
+			problem(v, "deadlist: block %llu is not a snapshot's alone",
+				(unsigned long long)b);
+	}
+	free(live);
+	u64vec_free(&slots);
+	u64vec_free(&gens);
+	u64vec_free(&dead);
+}
+
 static uint64_t popcount_bytes(const uint8_t *p, uint64_t n)
 {
 	uint64_t c = 0;
@@ -529,6 +667,7 @@ int fs_verify(struct bdev *bd, fs_report_t report, void *rctx,
 			(unsigned long long)v.n);
 	check_inodes(&v, st);
 	check_links(&v);
+	check_snapshots(&v, st);
 	check_map(&v, map);
 	st->ninodes = v.n;
 	st->used_blocks = get64(v.sb.s_used_blocks);

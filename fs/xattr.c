@@ -275,7 +275,7 @@ int xattr_drop(struct fs *fs, uint64_t ino)
 	if (rc)
 		return rc;
 	if (get64(d->i_xattr.bp_blkno))
-		alloc_free_later(fs, get64(d->i_xattr.bp_blkno));
+		alloc_free_later(fs, ino, &d->i_xattr);
 	if (b || get64(d->i_xattr.bp_blkno))
 		d->i_blocks = put64(get64(d->i_blocks) - 1);
 	if (b)

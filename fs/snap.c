@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * snap.c - snapshots: the table, the deadlist, and their part in a CP.
+ *
+ * A snapshot pins the inode-file root of the CP that made it (sn_gen).
+ * Blocks are shared with the live tree until the live tree drops them;
+ * then alloc_kill() puts a block born in CP b and dropped in CP k on the
+ * deadlist if some snapshot s has b <= s < k (format.h, "snapshot
+ * rule"), and frees it otherwise.  Deleting a snapshot sweeps the
+ * deadlist and frees what no remaining snapshot holds, so it returns
+ * exactly the blocks only that snapshot held, whatever the order.
+ *
+ * Create and delete are requests applied by the next CP
+ * (snap_cp_begin), so a snapshot appears atomically with the CP whose
+ * root it pins: its slot is written before phase A, and its root is
+ * filled in by snap_cp_patch() once phase B has finished the inode file
+ * and before it checksums the table.  All of it runs under fs->lock.
+ */
+#include <stdlib.h>
+
+#include "fs_impl.h"
+
+static struct tfs_snap *slot_ptr(struct buf *b, unsigned slot)
+{
+	return (struct tfs_snap *)b->data + slot % TFS_SNAPS_PER_BLOCK;
+}
+
+int snap_load(struct fs *fs)
+{
+	uint64_t nblk = get64(fs->sb.s_sfile.i_size) / TFS_BLOCK_SIZE;
+
+	fs->snaps = calloc(TFS_MAX_SNAPS, sizeof(*fs->snaps));
+	if (!fs->snaps)
+		return -ENOMEM;
+	if (nblk > TFS_MAX_SNAPS / TFS_SNAPS_PER_BLOCK + 1)
+		return fs_corrupt("snapshot table of %llu blocks",
+				  (unsigned long long)nblk);
+	for (uint64_t i = 0; i < nblk; i++) {
+		struct buf *b;
+		int rc = buf_get(fs, OWN_SFILE, 0, i, 0, &b);
+		if (rc)
+			return rc;
+		for (unsigned j = 0; b && j < TFS_SNAPS_PER_BLOCK; j++) {
+			const struct tfs_snap *e = slot_ptr(b, j);
+			struct snap_mem *m;
+			unsigned slot = (unsigned)(i * TFS_SNAPS_PER_BLOCK + j);
+			if (!get64(e->sn_id) || slot >= TFS_MAX_SNAPS)
+				continue;
+			if (get64(e->sn_gen) > get64(fs->sb.s_gen) ||
+			    e->sn_ifile.i_height > TFS_MAX_HEIGHT ||
+			    memchr(e->sn_name, 0, sizeof(e->sn_name)) == NULL)
+				return fs_corrupt("snapshot slot %u", slot);
+			m = &fs->snaps[slot];
+			m->used = true;
+			m->id = get64(e->sn_id);
+			m->gen = get64(e->sn_gen);
+			m->time = get64(e->sn_time);
+			m->time_ns = get32(e->sn_time_ns);
+			m->flags = get32(e->sn_flags);
+			m->used_blocks = get64(e->sn_used);
+			memcpy(m->name, e->sn_name, sizeof(m->name));
+			m->ifile = e->sn_ifile;
+			fs->nsnaps++;
+		}
+	}
+	return 0;
+}
+
+void snap_destroy(struct fs *fs)
+{
+	free(fs->snaps);
+	fs->snaps = NULL;
+}
+
+int snap_by_name(struct fs *fs, const char *name)
+{
+	for (unsigned i = 0; fs->snaps && i < TFS_MAX_SNAPS; i++)
+		if (fs->snaps[i].used && !strcmp(fs->snaps[i].name, name))
+			return (int)i;
+	return -ENOENT;
+}
+
+static int slot_write(struct fs *fs, unsigned slot, const struct tfs_snap *e)
+{
+	struct buf *b;
+	uint64_t idx = slot / TFS_SNAPS_PER_BLOCK;
+	int rc = buf_get(fs, OWN_SFILE, 0, idx, GET_CREATE, &b);
+
+	if (!rc)
+		rc = buf_dirty(fs, b);
+	if (rc)
+		return rc;
+	*slot_ptr(b, slot) = *e;
+	if ((idx + 1) * TFS_BLOCK_SIZE > get64(fs->sb.s_sfile.i_size))
+		fs->sb.s_sfile.i_size = put64((idx + 1) * TFS_BLOCK_SIZE);
+	return 0;
+}
+
+/* ---- the deadlist ---- */
+
+static int dead_at(struct fs *fs, uint64_t i, unsigned flags,
+		   struct tfs_dead **out)
+{
+	struct buf *b;
+	int rc = buf_get(fs, OWN_DFILE, 0, i / TFS_DEAD_PER_BLOCK, flags, &b);
+
+	*out = NULL;
+	if (rc)
+		return rc;
+	if (!b)
+		return fs_corrupt("deadlist entry %llu missing",
+				  (unsigned long long)i);
+	if (flags & GET_CREATE) {
+		rc = buf_dirty(fs, b);
+		if (rc)
+			return rc;
+	}
+	*out = (struct tfs_dead *)b->data + i % TFS_DEAD_PER_BLOCK;
+	return 0;
+}
+
+int snap_dead_add(struct fs *fs, uint64_t blkno, uint64_t birth,
+		  uint64_t death)
+{
+	uint64_t n = get64(fs->sb.s_dfile.i_size);
+	struct tfs_dead *e;
+	int rc = dead_at(fs, n, GET_CREATE, &e);
+
+	if (rc)
+		return rc;
+	e->d_blkno = put64(blkno);
+	e->d_birth = put64(birth);
+	e->d_death = put64(death);
+	fs->sb.s_dfile.i_size = put64(n + 1);
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Sorted generations of the snapshots in use. */
+static uint64_t *snap_gens(struct fs *fs, size_t *n)
+{
+	uint64_t *g = malloc((fs->nsnaps + 1) * sizeof(*g));
+
+	*n = 0;
+	if (!g)
+		return NULL;
+	for (unsigned i = 0; i < TFS_MAX_SNAPS; i++)
+		if (fs->snaps[i].used)
+			g[(*n)++] = fs->snaps[i].gen;
+	qsort(g, *n, sizeof(*g), cmp_u64);
+	return g;
+}
+
+/* Is some snapshot s with birth <= s < death in the sorted gens? */
+static bool held(const uint64_t *g, size_t n, uint64_t birth, uint64_t death)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (g[mid] < birth)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && g[lo] < death;
+}
+
+/* Free every deadlist block no snapshot holds any more; compact. */
+static int dead_sweep(struct fs *fs)
+{
+	uint64_t n = get64(fs->sb.s_dfile.i_size), keep = 0;
+	size_t ng;
+	uint64_t *g = snap_gens(fs, &ng);
+	int rc = 0;
+
+	if (!g)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n && !rc; i++) {
+		struct tfs_dead *e = NULL, copy;
+		rc = dead_at(fs, i, 0, &e);
+		if (rc)
+			break;
+		copy = *e;
+		if (!held(g, ng, get64(copy.d_birth), get64(copy.d_death))) {
+			rc = alloc_free_now(fs, get64(copy.d_blkno));
+			continue;
+		}
+		if (keep != i) {
+			rc = dead_at(fs, keep, GET_CREATE, &e);
+			if (!rc)
+				*e = copy;
+		}
+		keep++;
+	}
+	free(g);
+	if (rc || keep == n)
+		return rc;
+	fs->sb.s_dfile.i_size = put64(keep);
+	return tree_free_range(fs, OWN_DFILE,
+			       (keep + TFS_DEAD_PER_BLOCK - 1) / TFS_DEAD_PER_BLOCK,
+			       UINT64_MAX);
+}
+
+/* Drop cached buffers of a deleted snapshot's trees. */
+static void snap_forget_cache(struct fs *fs, unsigned slot)
+{
+	struct bcache *bc = &fs->bc;
+
+	for (size_t i = 0; i < bc->nhash; i++) {
+		struct buf *b = bc->hash[i];
+		while (b) {
+			struct buf *next = b->hnext;
+			if (b->owner == OWN_SIFILE(slot) ||
+			    (INO_IS_SNAP(b->owner) && !owner_is_meta(b->owner) &&
+			     b->owner < OWN_SIFILE(TFS_MAX_SNAPS) &&
+			     INO_SLOT(b->owner) == slot))
+				bcache_drop(bc, b);
+			b = next;
+		}
+	}
+}
+
+static int apply_delete(struct fs *fs, struct snap_req *r)
+{
+	struct tfs_snap zero = { 0 };
+	int slot = snap_by_name(fs, r->name);
+	int rc;
+
+	if (slot < 0)
+		return slot;
+	rc = slot_write(fs, (unsigned)slot, &zero);
+	if (rc)
+		return rc;
+	memset(&fs->snaps[slot], 0, sizeof(fs->snaps[slot]));
+	fs->nsnaps--;
+	snap_forget_cache(fs, (unsigned)slot);
+	return dead_sweep(fs);
+}
+
+static int apply_create(struct fs *fs, struct snap_req *r, uint64_t gen)
+{
+	struct timespec now = fs_now();
+	struct tfs_snap e = { 0 };
+	struct snap_mem *m;
+	uint64_t id = get64(fs->sb.s_next_snap) + 1;
+	unsigned slot;
+	int rc;
+
+	if (snap_by_name(fs, r->name) >= 0)
+		return -EEXIST;
+	if (fs->nsnaps >= TFS_MAX_SNAPS)
+		return -ENOSPC;
+	/* the slot after the newest one: reuse as late as possible */
+	slot = (unsigned)(id % TFS_MAX_SNAPS);
+	while (fs->snaps[slot].used)
+		slot = (slot + 1) % TFS_MAX_SNAPS;
+	e.sn_id = put64(id);
+	e.sn_gen = put64(gen);
+	e.sn_time = put64((uint64_t)now.tv_sec);
+	e.sn_time_ns = put32((uint32_t)now.tv_nsec);
+	e.sn_flags = put32(r->flags);
+	e.sn_used = put64(get64(fs->sb.s_ifile.i_blocks)); /* patched below */
+	memcpy(e.sn_name, r->name, strlen(r->name));
+	rc = slot_write(fs, slot, &e);
+	if (rc)
+		return rc;
+	fs->sb.s_next_snap = put64(id);
+	m = &fs->snaps[slot];
+	memset(m, 0, sizeof(*m));
+	m->used = true;
+	m->id = id;
+	m->gen = gen;
+	m->time = (uint64_t)now.tv_sec;
+	m->time_ns = (uint32_t)now.tv_nsec;
+	m->flags = r->flags;
+	memcpy(m->name, r->name, sizeof(m->name));
+	fs->nsnaps++;
+	r->slot = (int)slot;
+	return 0;
+}
+
+/* CP step 0 (fs->lock held): apply the queued requests. */
+int snap_cp_begin(struct fs *fs, uint64_t gen)
+{
+	fs->snap_hold_gen = 0;
+	for (unsigned i = 0; i < TFS_MAX_SNAPS; i++)
+		if (fs->snaps[i].used && fs->snaps[i].gen > fs->snap_hold_gen)
+			fs->snap_hold_gen = fs->snaps[i].gen;
+	fs->snap_cp = fs->snap_reqs;
+	fs->snap_reqs = NULL;
+	for (struct snap_req *r = fs->snap_cp; r; r = r->next) {
+		if (r->done)
+			continue;
+		r->slot = -1;
+		r->rc = r->kind == SNAP_REQ_CREATE ? apply_create(fs, r, gen) :
+			apply_delete(fs, r);
+		if (r->rc == -EEXIST || r->rc == -ENOENT || r->rc == -ENOSPC) {
+			r->done = true; /* refused; nothing changed */
+			continue;
+		}
+		if (r->rc)
+			return r->rc;
+	}
+	return 0;
+}
+
+/* CP phase B, after the inode file: pin its new root. */
+void snap_cp_patch(struct fs *fs)
+{
+	uint64_t used = get64(fs->sb.s_used_blocks) - TFS_LOG_START -
+			get64(fs->sb.s_log_blocks) -
+			get64(fs->sb.s_afile.i_blocks) -
+			get64(fs->sb.s_sfile.i_blocks) -
+			get64(fs->sb.s_dfile.i_blocks) -
+			get64(fs->sb.s_dfile.i_size);
+
+	for (struct snap_req *r = fs->snap_cp; r; r = r->next) {
+		struct buf *b;
+		struct tfs_snap *e;
+		if (r->done || r->kind != SNAP_REQ_CREATE || r->slot < 0)
+			continue;
+		b = bcache_find(&fs->bc, OWN_SFILE, 0,
+				(unsigned)r->slot / TFS_SNAPS_PER_BLOCK);
+		VERIFY(b && b->dirty);
+		e = slot_ptr(b, (unsigned)r->slot);
+		e->sn_ifile = fs->sb.s_ifile;
+		e->sn_used = put64(used);
+		fs->snaps[r->slot].ifile = fs->sb.s_ifile;
+		fs->snaps[r->slot].used_blocks = used;
+	}
+}
+
+/* The CP is durable (rc 0) or failed: answer the requests it carried. */
+void snap_cp_end(struct fs *fs, int rc)
+{
+	struct snap_req *r = fs->snap_cp, *next;
+
+	for (; r; r = next) {
+		next = r->next; /* r belongs to a waiter: done is the last touch */
+		if (!r->done && rc)
+			r->rc = rc;
+		r->done = true;
+	}
+	fs->snap_cp = NULL;
+}
