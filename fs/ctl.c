@@ -41,7 +41,10 @@ struct conn {
 	uv_work_t work;
 	Twinfs__CtlRequest *req;
 	int rc;
+	char errname[160];        /* the snapshot name a request failed on */
 	struct fs_status st;
+	struct fs_snap_info *snaps;
+	int nsnaps;
 	bool busy, closing;
 };
 
@@ -50,6 +53,7 @@ static void conn_close_cb(uv_handle_t *h)
 	struct conn *c = (struct conn *)h;
 
 	frame_rx_free(&c->rx);
+	free(c->snaps);
 	if (c->req)
 		twinfs__ctl_request__free_unpacked(c->req, NULL);
 	free(c);
@@ -69,10 +73,43 @@ static void do_work(uv_work_t *w)
 {
 	struct conn *c = w->data;
 
+	struct fs *fs = c->ctl->fs;
+	int n;
+
 	c->rc = 0;
-	if (c->req->op == TWINFS__CTL_REQUEST__OP__CP)
-		c->rc = fs_cp(c->ctl->fs);
-	fs_get_status(c->ctl->fs, &c->st);
+	c->errname[0] = 0;
+	switch (c->req->op) {
+	case TWINFS__CTL_REQUEST__OP__CP:
+		c->rc = fs_cp(fs);
+		break;
+	case TWINFS__CTL_REQUEST__OP__SNAP_CREATE:
+	case TWINFS__CTL_REQUEST__OP__SNAP_DELETE:
+		for (size_t i = 0; i < c->req->n_names && !c->rc; i++) {
+			c->rc = c->req->op == TWINFS__CTL_REQUEST__OP__SNAP_CREATE ?
+				fs_snap_create(fs, c->req->names[i]) :
+				fs_snap_delete(fs, c->req->names[i]);
+			if (c->rc)
+				snprintf(c->errname, sizeof(c->errname), "%s",
+					 c->req->names[i]);
+		}
+		if (!c->req->n_names)
+			c->rc = -EINVAL;
+		break;
+	case TWINFS__CTL_REQUEST__OP__SNAP_LIST:
+		n = fs_snap_list(fs, NULL, 0);
+		free(c->snaps);
+		c->snaps = n > 0 ? calloc((size_t)n, sizeof(*c->snaps)) : NULL;
+		if (n > 0 && !c->snaps)
+			n = -ENOMEM;
+		if (n > 0)
+			n = fs_snap_list(fs, c->snaps, (size_t)n);
+		c->nsnaps = n > 0 ? n : 0;
+		c->rc = n < 0 ? n : 0;
+		break;
+	default:
+		break;
+	}
+	fs_get_status(fs, &c->st);
 }
 
 static void write_cb(uv_write_t *wr, int status)
@@ -86,10 +123,13 @@ static void after_work(uv_work_t *w, int status)
 	struct conn *c = w->data;
 	Twinfs__CtlResponse resp = TWINFS__CTL_RESPONSE__INIT;
 	Twinfs__CtlStatus st = TWINFS__CTL_STATUS__INIT;
+	Twinfs__SnapInfo *infos = NULL, **ptrs = NULL;
+	char msg[256];
 	uv_write_t *wr;
 	uv_buf_t b;
 	uint8_t *buf;
 	size_t len;
+	int rc;
 
 	c->busy = false;
 	twinfs__ctl_request__free_unpacked(c->req, NULL);
@@ -109,10 +149,36 @@ static void after_work(uv_work_t *w, int status)
 	st.image = c->ctl->image;
 	st.label = c->st.label;
 	resp.error = c->rc < 0 ? -c->rc : c->rc;
-	resp.message = c->rc ? strerror(-c->rc) : "";
+	snprintf(msg, sizeof(msg), "%s%s%s", c->errname,
+		 c->errname[0] ? ": " : "", c->rc ? strerror(-c->rc) : "");
+	resp.message = msg;
 	resp.status = &st;
+	if (c->nsnaps) {
+		infos = calloc((size_t)c->nsnaps, sizeof(*infos));
+		ptrs = calloc((size_t)c->nsnaps, sizeof(*ptrs));
+	}
+	for (int i = 0; infos && ptrs && i < c->nsnaps; i++) {
+		Twinfs__SnapInfo *si = &infos[i];
+		twinfs__snap_info__init(si);
+		si->name = c->snaps[i].name;
+		si->id = c->snaps[i].id;
+		si->generation = c->snaps[i].gen;
+		si->time_sec = c->snaps[i].time.tv_sec;
+		si->time_nsec = (uint32_t)c->snaps[i].time.tv_nsec;
+		si->referenced_bytes = c->snaps[i].referenced_bytes;
+		si->unique_bytes = c->snaps[i].unique_bytes;
+		si->flags = c->snaps[i].flags;
+		ptrs[i] = si;
+	}
+	if (infos && ptrs) {
+		resp.n_snapshots = (size_t)c->nsnaps;
+		resp.snapshots = ptrs;
+	}
 	wr = malloc(sizeof(*wr));
-	if (!wr || frame_pack(&resp.base, &buf, &len)) {
+	rc = wr ? frame_pack(&resp.base, &buf, &len) : -ENOMEM;
+	free(infos);
+	free(ptrs);
+	if (rc) {
 		free(wr);
 		conn_close(c);
 		return;

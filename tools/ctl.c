@@ -4,7 +4,10 @@
  *
  *   twinfsctl [-H] [--json] status MOUNTPOINT
  *   twinfsctl cp MOUNTPOINT
+ *   twinfsctl snapshot create|delete MOUNTPOINT NAME...
+ *   twinfsctl [-H] [--json] snapshot list MOUNTPOINT
  */
+#include <time.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -22,11 +25,16 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: twinfsctl [options] COMMAND MOUNTPOINT\n"
+		"usage: twinfsctl [options] COMMAND MOUNTPOINT [ARGS]\n"
 		"\n"
 		"commands:\n"
-		"  status      generation, CPs, dirty and log bytes, space\n"
-		"  cp          run a consistency point now; returns once durable\n"
+		"  status                         generation, CPs, dirty and log bytes, space\n"
+		"  cp                             run a consistency point now; returns once durable\n"
+		"  snapshot create MNT NAME...    make snapshots (one CP each); durable on return\n"
+		"  snapshot delete MNT NAME...    delete snapshots and free what only they held\n"
+		"  snapshot list MNT              name, CP generation, time, referenced and unique bytes\n"
+		"\n"
+		"Snapshots are browsable, read-only, under MNT/.snapshot/NAME.\n"
 		"\n"
 		"options:\n"
 		"  -H          scripting output: no header, tab-separated, exact numbers\n"
@@ -102,6 +110,76 @@ static void print_status(const Twinfs__CtlStatus *s, int fmt)
 	printf("inodes:       %llu\n", (unsigned long long)s->inodes);
 }
 
+static void fmt_bytes(char *out, size_t n, uint64_t b)
+{
+	const char *u[] = { "B", "K", "M", "G", "T", "P" };
+	double v = (double)b;
+	int i = 0;
+
+	while (v >= 1024 && i < 5) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(out, n, i ? "%.1f%s" : "%.0f%s", v, u[i]);
+}
+
+static void print_json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+static void print_snaps(const Twinfs__CtlResponse *r, int fmt)
+{
+	if (fmt == 2)
+		printf("[");
+	else if (fmt == 0)
+		printf("%-24s %10s  %-19s %9s %9s\n", "NAME", "GEN", "CREATED",
+		       "REFER", "UNIQUE");
+	for (size_t i = 0; i < r->n_snapshots; i++) {
+		const Twinfs__SnapInfo *s = r->snapshots[i];
+		char when[32], ref[16], uniq[16];
+		time_t t = (time_t)s->time_sec;
+		struct tm tm;
+
+		if (fmt == 1) {
+			printf("%s\t%llu\t%lld\t%llu\t%llu\n", s->name,
+			       (unsigned long long)s->generation,
+			       (long long)s->time_sec,
+			       (unsigned long long)s->referenced_bytes,
+			       (unsigned long long)s->unique_bytes);
+			continue;
+		}
+		if (fmt == 2) {
+			printf("%s{\"name\": ", i ? ", " : "");
+			print_json_str(s->name);
+			printf(", \"generation\": %llu, \"time\": %lld, "
+			       "\"referenced_bytes\": %llu, \"unique_bytes\": %llu}",
+			       (unsigned long long)s->generation,
+			       (long long)s->time_sec,
+			       (unsigned long long)s->referenced_bytes,
+			       (unsigned long long)s->unique_bytes);
+			continue;
+		}
+		localtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+		fmt_bytes(ref, sizeof(ref), s->referenced_bytes);
+		fmt_bytes(uniq, sizeof(uniq), s->unique_bytes);
+		printf("%-24s %10llu  %-19s %9s %9s\n", s->name,
+		       (unsigned long long)s->generation, when, ref, uniq);
+	}
+	if (fmt == 2)
+		printf("]\n");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -128,27 +206,54 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (argc - optind != 2) {
+	if (argc - optind < 2) {
 		usage(stderr);
 		return 2;
 	}
-	cmd = argv[optind];
+	cmd = argv[optind++];
 	if (!strcmp(cmd, "status")) {
 		req.op = TWINFS__CTL_REQUEST__OP__STATUS;
 	} else if (!strcmp(cmd, "cp")) {
 		req.op = TWINFS__CTL_REQUEST__OP__CP;
+	} else if (!strcmp(cmd, "snapshot") && argc - optind >= 2) {
+		const char *verb = argv[optind++];
+		if (!strcmp(verb, "create"))
+			req.op = TWINFS__CTL_REQUEST__OP__SNAP_CREATE;
+		else if (!strcmp(verb, "delete") || !strcmp(verb, "destroy"))
+			req.op = TWINFS__CTL_REQUEST__OP__SNAP_DELETE;
+		else if (!strcmp(verb, "list"))
+			req.op = TWINFS__CTL_REQUEST__OP__SNAP_LIST;
+		else {
+			fprintf(stderr, "twinfsctl: unknown snapshot command '%s'\n",
+				verb);
+			return 2;
+		}
+		if ((req.op == TWINFS__CTL_REQUEST__OP__SNAP_LIST) !=
+		    (argc - optind == 1)) {
+			fprintf(stderr, "twinfsctl: snapshot %s: %s\n", verb,
+				req.op == TWINFS__CTL_REQUEST__OP__SNAP_LIST ?
+				"takes only MOUNTPOINT" : "needs MOUNTPOINT NAME...");
+			return 2;
+		}
+		req.n_names = (size_t)(argc - optind - 1);
+		req.names = argv + optind + 1;
 	} else {
 		fprintf(stderr, "twinfsctl: unknown command '%s'\n", cmd);
 		usage(stderr);
 		return 2;
 	}
+	if (req.op <= TWINFS__CTL_REQUEST__OP__CP && argc - optind != 1) {
+		usage(stderr);
+		return 2;
+	}
+	optind--; /* argv[optind + 1] is the mountpoint below */
 	fd = connect_to(argv[optind + 1]);
 	if (fd < 0)
 		return 1;
 	rc = frame_write_fd(fd, &req.base);
 	if (!rc)
 		rc = frame_read_fd(fd, &twinfs__ctl_response__descriptor,
-				   FRAME_CTL_MAX, &m);
+				   64u << 20, &m);
 	close(fd);
 	if (rc) {
 		fprintf(stderr, "twinfsctl: %s: %s\n", argv[optind + 1],
@@ -161,6 +266,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "twinfsctl: %s failed: %s\n", cmd,
 			resp->message && *resp->message ? resp->message :
 			strerror(rc));
+	else if (req.op == TWINFS__CTL_REQUEST__OP__SNAP_LIST)
+		print_snaps(resp, fmt);
+	else if (req.op >= TWINFS__CTL_REQUEST__OP__SNAP_CREATE)
+		; /* quiet on success, like zfs */
 	else if (resp->status && (req.op == TWINFS__CTL_REQUEST__OP__STATUS ||
 				  fmt))
 		print_status(resp->status, fmt);
