@@ -123,7 +123,7 @@ struct tfs_dinode {
 	uint8_t i_pad[2];
 	struct tfs_bptr i_root;
 	struct tfs_bptr i_xattr;
-	le64 i_parent;       /* directories: the parent directory */
+	le64 i_parent;       /* directory holding its first link; ".." */
 	le64 i_nentries;     /* directories: entries, without . and .. */
 	uint8_t i_reserved[72];
 };
@@ -173,7 +173,8 @@ struct tfs_snap {
 	le64 sn_used;        /* blocks in the live tree when taken */
 	char sn_name[128];   /* NUL-padded */
 	struct tfs_dinode sn_ifile;  /* offset 168: root of the inode file */
-	uint8_t sn_reserved[88];
+	le64 sn_ninodes;     /* inodes in use when taken */
+	uint8_t sn_reserved[80];
 };
 _Static_assert(sizeof(struct tfs_snap) == 512, "snap size");
 #define TFS_SNAPS_PER_BLOCK   (TFS_BLOCK_SIZE / sizeof(struct tfs_snap))

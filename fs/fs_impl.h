@@ -158,17 +158,18 @@ struct inode {
 /* ---- snap.c ------------------------------------------------------------- */
 struct snap_mem {
 	bool used;
-	uint64_t id, gen, time, used_blocks;
+	uint64_t id, gen, time, used_blocks, ninodes;
 	uint32_t time_ns, flags;
 	char name[TFS_SNAP_NAME_MAX + 1];
 	struct tfs_dinode ifile;
 };
 
-enum snap_req_kind { SNAP_REQ_CREATE, SNAP_REQ_DELETE };
+enum snap_req_kind { SNAP_REQ_CREATE, SNAP_REQ_DELETE, SNAP_REQ_ROLLBACK };
 struct snap_req {
 	enum snap_req_kind kind;
 	char name[TFS_SNAP_NAME_MAX + 1];
 	uint32_t flags;
+	bool force;               /* ROLLBACK: delete newer snapshots */
 	int slot;                 /* CREATE: the slot taken, for the patch */
 	int rc;
 	bool done;

@@ -271,6 +271,7 @@ static int apply_create(struct fs *fs, struct rd *r)
 	d->i_uid = put32((uint32_t)uid);
 	d->i_gid = put32((uint32_t)gid);
 	d->i_rdev = put64(rdev);
+	d->i_parent = put64(parent);
 	set_times(d, 7, t);
 	ts_put(&d->i_btime, &d->i_btime_ns, t);
 	if (S_ISDIR(mode))
@@ -535,6 +536,10 @@ static int apply_rename(struct fs *fs, struct rd *r)
 		rc = dir_remove(fs, p, name);
 	if (!rc && sdir)
 		rc = set_parent(fs, sino, p, np);
+	if (!rc && !sdir && !(rc = inode_get(fs, sino, &sd))) {
+		sd->i_parent = put64(np);  /* where diff finds its name */
+		inode_touch(fs, sino);
+	}
 times:
 	if (!rc)
 		rc = dir_changed(fs, p, t);
@@ -1517,9 +1522,9 @@ static int snap_name_check(const char *name)
 
 /* Queue a request for the next CP, run it, wait for the answer. */
 static int snap_request(struct fs *fs, enum snap_req_kind kind,
-			const char *name, uint32_t flags)
+			const char *name, uint32_t flags, bool force)
 {
-	struct snap_req r = { .kind = kind, .flags = flags };
+	struct snap_req r = { .kind = kind, .flags = flags, .force = force };
 	struct snap_req **pp;
 	int rc = snap_name_check(name);
 
@@ -1554,12 +1559,33 @@ static int snap_request(struct fs *fs, enum snap_req_kind kind,
 
 int fs_snap_create(struct fs *fs, const char *name)
 {
-	return snap_request(fs, SNAP_REQ_CREATE, name, 0);
+	return snap_request(fs, SNAP_REQ_CREATE, name, 0, false);
 }
 
 int fs_snap_delete(struct fs *fs, const char *name)
 {
-	return snap_request(fs, SNAP_REQ_DELETE, name, 0);
+	return snap_request(fs, SNAP_REQ_DELETE, name, 0, false);
+}
+
+int fs_snap_rollback(struct fs *fs, const char *name, bool force)
+{
+	struct u64vec inos = { 0 };
+	int rc = snap_request(fs, SNAP_REQ_ROLLBACK, name, 0, force);
+
+	if (rc || !fs->opts.inval)
+		return rc;
+	/* the kernel's caches describe the tree we left: drop them */
+	pthread_mutex_lock(&fs->lock);
+	for (size_t i = 0; i < fs->nitab; i++)
+		for (struct inode *in = fs->itab[i]; in; in = in->hnext)
+			u64vec_push(&inos, in->ino);
+	pthread_mutex_unlock(&fs->lock);
+	fs->opts.inval(fs->opts.inval_arg, TFS_INO_ROOT);
+	for (size_t i = 0; i < inos.n; i++)
+		if (!ino_readonly(inos.v[i]))
+			fs->opts.inval(fs->opts.inval_arg, inos.v[i]);
+	u64vec_free(&inos);
+	return 0;
 }
 
 static int cmp_info(const void *a, const void *b)

@@ -60,6 +60,7 @@ int snap_load(struct fs *fs)
 			m->used_blocks = get64(e->sn_used);
 			memcpy(m->name, e->sn_name, sizeof(m->name));
 			m->ifile = e->sn_ifile;
+			m->ninodes = get64(e->sn_ninodes);
 			fs->nsnaps++;
 		}
 	}
@@ -172,8 +173,10 @@ static bool held(const uint64_t *g, size_t n, uint64_t birth, uint64_t death)
 	return lo < n && g[lo] < death;
 }
 
-/* Free every deadlist block no snapshot holds any more; compact. */
-static int dead_sweep(struct fs *fs)
+/* Free every deadlist block no snapshot holds any more; compact.
+ * Entries with birth <= revive < death are live again (rollback to the
+ * snapshot of CP revive): they leave the list without being freed. */
+static int dead_sweep(struct fs *fs, uint64_t revive)
 {
 	uint64_t n = get64(fs->sb.s_dfile.i_size), keep = 0;
 	size_t ng;
@@ -188,6 +191,9 @@ static int dead_sweep(struct fs *fs)
 		if (rc)
 			break;
 		copy = *e;
+		if (revive && get64(copy.d_birth) <= revive &&
+		    revive < get64(copy.d_death))
+			continue;
 		if (!held(g, ng, get64(copy.d_birth), get64(copy.d_death))) {
 			rc = alloc_free_now(fs, get64(copy.d_blkno));
 			continue;
@@ -241,7 +247,96 @@ static int apply_delete(struct fs *fs, struct snap_req *r)
 	memset(&fs->snaps[slot], 0, sizeof(fs->snaps[slot]));
 	fs->nsnaps--;
 	snap_forget_cache(fs, (unsigned)slot);
-	return dead_sweep(fs);
+	return dead_sweep(fs, 0);
+}
+
+/* Rollback: free the blocks of the durable live tree born after CP s.
+ * A subtree born at or before s is shared with the snapshot: skipped. */
+static int rb_walk(struct fs *fs, const struct tfs_bptr *bp, unsigned level,
+		   uint64_t s, bool ifile)
+{
+	uint8_t *blk;
+	int rc;
+
+	if (!get64(bp->bp_blkno) || get64(bp->bp_birth) <= s)
+		return 0;
+	if (level > TFS_MAX_HEIGHT)
+		return fs_corrupt("tree of height %u", level);
+	blk = malloc(TFS_BLOCK_SIZE);
+	if (!blk)
+		return -ENOMEM;
+	rc = tree_read_block(fs, bp, blk);
+	for (unsigned i = 0; !rc && level && i < TFS_BPTRS_PER_BLOCK; i++)
+		rc = rb_walk(fs, (struct tfs_bptr *)blk + i, level - 1, s, ifile);
+	for (unsigned i = 0; !rc && !level && ifile &&
+	     i < TFS_INODES_PER_BLOCK; i++) {
+		const struct tfs_dinode *d = (struct tfs_dinode *)blk + i;
+		if (!get32(d->i_mode))
+			continue;
+		rc = rb_walk(fs, &d->i_root, d->i_height, s, false);
+		if (!rc)
+			rc = rb_walk(fs, &d->i_xattr, 0, s, false);
+	}
+	free(blk);
+	return rc ? rc : alloc_free_now(fs, get64(bp->bp_blkno));
+}
+
+/* Forget every buffer of the live tree: dirty changes are dropped. */
+static void live_forget_cache(struct fs *fs)
+{
+	struct bcache *bc = &fs->bc;
+
+	for (size_t i = 0; i < bc->nhash; i++) {
+		struct buf *b = bc->hash[i];
+		while (b) {
+			struct buf *next = b->hnext;
+			if (!owner_is_meta(b->owner) && !owner_in_snapshot(b->owner))
+				bcache_drop(bc, b);
+			b = next;
+		}
+	}
+}
+
+static int apply_rollback(struct fs *fs, struct snap_req *r)
+{
+	int slot = snap_by_name(fs, r->name);
+	struct u64vec later = fs->al.later;
+	uint64_t s;
+	int rc = 0;
+
+	if (slot < 0)
+		return slot;
+	s = fs->snaps[slot].gen;
+	for (unsigned i = 0; i < TFS_MAX_SNAPS; i++)
+		if (fs->snaps[i].used && fs->snaps[i].gen > s && !r->force)
+			return -EBUSY;  /* newer snapshots: only with force */
+	for (unsigned i = 0; i < TFS_MAX_SNAPS && !rc; i++) {
+		struct tfs_snap zero = { 0 };
+		if (!fs->snaps[i].used || fs->snaps[i].gen <= s)
+			continue;
+		rc = slot_write(fs, i, &zero);
+		memset(&fs->snaps[i], 0, sizeof(fs->snaps[i]));
+		fs->nsnaps--;
+		snap_forget_cache(fs, i);
+	}
+	/* the durable live tree: s_ifile is still the last CP's root */
+	if (!rc)
+		rc = rb_walk(fs, &fs->sb.s_ifile.i_root, fs->sb.s_ifile.i_height,
+			     s, true);
+	/* blocks the open generation dropped: born after s, or metafile */
+	memset(&fs->al.later, 0, sizeof(fs->al.later));
+	for (size_t i = 0; i + 1 < later.n && !rc; i += 2)
+		if (!later.v[i + 1] || later.v[i + 1] > s)
+			rc = alloc_free_now(fs, later.v[i]);
+	u64vec_free(&later);
+	if (!rc)
+		rc = dead_sweep(fs, s);
+	if (rc)
+		return rc;
+	live_forget_cache(fs);
+	fs->sb.s_ifile = fs->snaps[slot].ifile;
+	fs->sb.s_ninodes = put64(fs->snaps[slot].ninodes);
+	return 0;
 }
 
 static int apply_create(struct fs *fs, struct snap_req *r, uint64_t gen)
@@ -300,8 +395,10 @@ int snap_cp_begin(struct fs *fs, uint64_t gen)
 			continue;
 		r->slot = -1;
 		r->rc = r->kind == SNAP_REQ_CREATE ? apply_create(fs, r, gen) :
-			apply_delete(fs, r);
-		if (r->rc == -EEXIST || r->rc == -ENOENT || r->rc == -ENOSPC) {
+			r->kind == SNAP_REQ_DELETE ? apply_delete(fs, r) :
+			apply_rollback(fs, r);
+		if (r->rc == -EEXIST || r->rc == -ENOENT || r->rc == -ENOSPC ||
+		    r->rc == -EBUSY) {
 			r->done = true; /* refused; nothing changed */
 			continue;
 		}
@@ -332,8 +429,10 @@ void snap_cp_patch(struct fs *fs)
 		e = slot_ptr(b, (unsigned)r->slot);
 		e->sn_ifile = fs->sb.s_ifile;
 		e->sn_used = put64(used);
+		e->sn_ninodes = fs->sb.s_ninodes;
 		fs->snaps[r->slot].ifile = fs->sb.s_ifile;
 		fs->snaps[r->slot].used_blocks = used;
+		fs->snaps[r->slot].ninodes = get64(fs->sb.s_ninodes);
 	}
 }
 

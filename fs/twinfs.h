@@ -49,6 +49,9 @@ struct fs_opts {
 	uint64_t cache_max;        /* bytes of clean cache kept; 0: default */
 	bool no_cp_thread;         /* tests: CPs run only from fs_cp() calls */
 	bool snapdir_visible;      /* list .snapshot in readdir of the root */
+	/* after a rollback: tell the kernel to forget what it cached */
+	void (*inval)(void *arg, uint64_t ino);
+	void *inval_arg;
 };
 
 int fs_mount(struct bdev *bd, const struct fs_opts *o, struct fs **out);
@@ -182,6 +185,16 @@ struct fs_snap_info {
 };
 int fs_snap_create(struct fs *fs, const char *name);
 int fs_snap_delete(struct fs *fs, const char *name);
+/* Return the live tree to a snapshot.  -EBUSY if newer snapshots exist,
+ * unless force, which deletes them.  Changes since are lost. */
+int fs_snap_rollback(struct fs *fs, const char *name, bool force);
+/* Changes from snapshot `from` to snapshot `to` (NULL: the live tree):
+ * kind '+', '-', 'M' or 'R' (then newpath is set).  cb returns nonzero
+ * to stop.  -EINVAL if `from` is newer than `to`. */
+typedef int (*fs_diff_t)(void *ctx, char kind, const char *path,
+			 const char *newpath);
+int fs_snap_diff(struct fs *fs, const char *from, const char *to,
+		 fs_diff_t cb, void *ctx);
 /* Fills up to max entries, oldest first; returns how many exist. */
 int fs_snap_list(struct fs *fs, struct fs_snap_info *out, size_t max);
 
