@@ -45,6 +45,8 @@ struct conn {
 	struct fs_status st;
 	struct fs_snap_info *snaps;
 	int nsnaps;
+	char **diff;              /* "K\0path\0newpath" strings */
+	size_t ndiff, capdiff;
 	bool busy, closing;
 };
 
@@ -54,6 +56,9 @@ static void conn_close_cb(uv_handle_t *h)
 
 	frame_rx_free(&c->rx);
 	free(c->snaps);
+	for (size_t i = 0; i < c->ndiff; i++)
+		free(c->diff[i]);
+	free(c->diff);
 	if (c->req)
 		twinfs__ctl_request__free_unpacked(c->req, NULL);
 	free(c);
@@ -67,6 +72,35 @@ static void conn_close(struct conn *c)
 	if (c->busy)
 		return; /* after_work closes it */
 	uv_close((uv_handle_t *)&c->pipe, conn_close_cb);
+}
+
+static int diff_cb(void *ctx, char kind, const char *path,
+		   const char *newpath)
+{
+	struct conn *c = ctx;
+	size_t a = strlen(path), b = newpath ? strlen(newpath) : 0;
+	char *e;
+
+	if (c->ndiff == c->capdiff) {
+		size_t cap = c->capdiff ? c->capdiff * 2 : 64;
+		char **nd = realloc(c->diff, cap * sizeof(*nd));
+		if (!nd)
+			return -ENOMEM;
+		c->diff = nd;
+		c->capdiff = cap;
+	}
+	e = malloc(a + b + 4);
+	if (!e)
+		return -ENOMEM;
+	e[0] = kind;
+	e[1] = 0;
+	memcpy(e + 2, path, a + 1);
+	if (newpath)
+		memcpy(e + 3 + a, newpath, b + 1);
+	else
+		e[3 + a] = 0;
+	c->diff[c->ndiff++] = e;
+	return 0;
 }
 
 static void do_work(uv_work_t *w)
@@ -106,6 +140,30 @@ static void do_work(uv_work_t *w)
 		c->nsnaps = n > 0 ? n : 0;
 		c->rc = n < 0 ? n : 0;
 		break;
+	case TWINFS__CTL_REQUEST__OP__SNAP_ROLLBACK:
+		c->rc = c->req->n_names == 1 ?
+			fs_snap_rollback(fs, c->req->names[0], c->req->force) :
+			-EINVAL;
+		if (c->rc == -EBUSY)
+			snprintf(c->errname, sizeof(c->errname),
+				 "newer snapshots exist (use --force to delete them)");
+		break;
+	case TWINFS__CTL_REQUEST__OP__SNAP_DIFF:
+		if (c->req->n_names < 1 || c->req->n_names > 2) {
+			c->rc = -EINVAL;
+			break;
+		}
+		for (int tries = 0; tries < 5; tries++) {
+			for (size_t i = 0; i < c->ndiff; i++)
+				free(c->diff[i]);
+			c->ndiff = 0;
+			c->rc = fs_snap_diff(fs, c->req->names[0],
+					     c->req->n_names > 1 ?
+					     c->req->names[1] : NULL, diff_cb, c);
+			if (c->rc != -EAGAIN)
+				break;
+		}
+		break;
 	default:
 		break;
 	}
@@ -124,6 +182,7 @@ static void after_work(uv_work_t *w, int status)
 	Twinfs__CtlResponse resp = TWINFS__CTL_RESPONSE__INIT;
 	Twinfs__CtlStatus st = TWINFS__CTL_STATUS__INIT;
 	Twinfs__SnapInfo *infos = NULL, **ptrs = NULL;
+	Twinfs__DiffEntry *dents = NULL, **dptrs = NULL;
 	char msg[256];
 	uv_write_t *wr;
 	uv_buf_t b;
@@ -174,10 +233,28 @@ static void after_work(uv_work_t *w, int status)
 		resp.n_snapshots = (size_t)c->nsnaps;
 		resp.snapshots = ptrs;
 	}
+	if (c->ndiff) {
+		dents = calloc(c->ndiff, sizeof(*dents));
+		dptrs = calloc(c->ndiff, sizeof(*dptrs));
+	}
+	for (size_t i = 0; dents && dptrs && i < c->ndiff; i++) {
+		char *e = c->diff[i];
+		twinfs__diff_entry__init(&dents[i]);
+		dents[i].kind = e;
+		dents[i].path = e + 2;
+		dents[i].new_path = e + 3 + strlen(e + 2);
+		dptrs[i] = &dents[i];
+	}
+	if (dents && dptrs) {
+		resp.n_diff = c->ndiff;
+		resp.diff = dptrs;
+	}
 	wr = malloc(sizeof(*wr));
 	rc = wr ? frame_pack(&resp.base, &buf, &len) : -ENOMEM;
 	free(infos);
 	free(ptrs);
+	free(dents);
+	free(dptrs);
 	if (rc) {
 		free(wr);
 		conn_close(c);

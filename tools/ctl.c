@@ -33,6 +33,11 @@ static void usage(FILE *f)
 		"  snapshot create MNT NAME...    make snapshots (one CP each); durable on return\n"
 		"  snapshot delete MNT NAME...    delete snapshots and free what only they held\n"
 		"  snapshot list MNT              name, CP generation, time, referenced and unique bytes\n"
+		"  snapshot rollback [--force] MNT NAME\n"
+		"                                 return the live tree to NAME; --force deletes\n"
+		"                                 newer snapshots (refused without it)\n"
+		"  snapshot diff MNT FROM [TO]    what changed from FROM to TO (default: the live\n"
+		"                                 tree): + created, - removed, M modified, R renamed\n"
 		"\n"
 		"Snapshots are browsable, read-only, under MNT/.snapshot/NAME.\n"
 		"\n"
@@ -186,6 +191,7 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "force", no_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
 	Twinfs__CtlRequest req = TWINFS__CTL_REQUEST__INIT;
@@ -194,9 +200,10 @@ int main(int argc, char **argv)
 	int fmt = 0, c, fd, rc;
 	const char *cmd;
 
-	while ((c = getopt_long(argc, argv, "HhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+HhVf", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'H': fmt = 1; break;
+		case 'f': req.force = 1; break;
 		case 'j': fmt = 2; break;
 		case 'h': usage(stdout); return 0;
 		case 'V':
@@ -223,13 +230,38 @@ int main(int argc, char **argv)
 			req.op = TWINFS__CTL_REQUEST__OP__SNAP_DELETE;
 		else if (!strcmp(verb, "list"))
 			req.op = TWINFS__CTL_REQUEST__OP__SNAP_LIST;
+		else if (!strcmp(verb, "rollback"))
+			req.op = TWINFS__CTL_REQUEST__OP__SNAP_ROLLBACK;
+		else if (!strcmp(verb, "diff"))
+			req.op = TWINFS__CTL_REQUEST__OP__SNAP_DIFF;
 		else {
 			fprintf(stderr, "twinfsctl: unknown snapshot command '%s'\n",
 				verb);
 			return 2;
 		}
-		if ((req.op == TWINFS__CTL_REQUEST__OP__SNAP_LIST) !=
-		    (argc - optind == 1)) {
+		/* getopt stops at the command: options may follow it */
+		while (optind < argc && argv[optind][0] == '-') {
+			const char *o = argv[optind++];
+			if (!strcmp(o, "--force") || !strcmp(o, "-f"))
+				req.force = 1;
+			else if (!strcmp(o, "-H"))
+				fmt = 1;
+			else if (!strcmp(o, "--json"))
+				fmt = 2;
+			else {
+				fprintf(stderr, "twinfsctl: unknown option %s\n", o);
+				return 2;
+			}
+		}
+		if (argc - optind < 1 ||
+		    (req.op == TWINFS__CTL_REQUEST__OP__SNAP_LIST &&
+		     argc - optind != 1) ||
+		    (req.op == TWINFS__CTL_REQUEST__OP__SNAP_ROLLBACK &&
+		     argc - optind != 2) ||
+		    (req.op == TWINFS__CTL_REQUEST__OP__SNAP_DIFF &&
+		     (argc - optind < 2 || argc - optind > 3)) ||
+		    (req.op <= TWINFS__CTL_REQUEST__OP__SNAP_DELETE &&
+		     argc - optind < 2)) {
 			fprintf(stderr, "twinfsctl: snapshot %s: %s\n", verb,
 				req.op == TWINFS__CTL_REQUEST__OP__SNAP_LIST ?
 				"takes only MOUNTPOINT" : "needs MOUNTPOINT NAME...");
@@ -268,6 +300,15 @@ int main(int argc, char **argv)
 			strerror(rc));
 	else if (req.op == TWINFS__CTL_REQUEST__OP__SNAP_LIST)
 		print_snaps(resp, fmt);
+	else if (req.op == TWINFS__CTL_REQUEST__OP__SNAP_DIFF)
+		for (size_t i = 0; i < resp->n_diff; i++) {
+			const Twinfs__DiffEntry *d = resp->diff[i];
+			if (*d->kind == 'R')
+				printf(fmt == 1 ? "R\t%s\t%s\n" : "R\t%s -> %s\n",
+				       d->path, d->new_path);
+			else
+				printf("%s\t%s\n", d->kind, d->path);
+		}
 	else if (req.op >= TWINFS__CTL_REQUEST__OP__SNAP_CREATE)
 		; /* quiet on success, like zfs */
 	else if (resp->status && (req.op == TWINFS__CTL_REQUEST__OP__STATUS ||
