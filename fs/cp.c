@@ -292,7 +292,8 @@ static void *cp_main(void *arg)
 		due = ms && (uint64_t)(now.tv_sec - last.tv_sec) * 1000 +
 			(uint64_t)((now.tv_nsec - last.tv_nsec) / 1000000) >= ms;
 		if (fs->cp_wanted || cp_dirty_bytes(fs) >= fs->dirty_max ||
-		    (due && (fs->bc.ndirty || fs->al.later.n))) {
+		    (due && (fs->bc.ndirty || fs->al.later.n)) ||
+		    (due && snap_auto_due(fs))) {
 			fs->cp_wanted = false;
 			pthread_mutex_unlock(&fs->lock);
 			cp_run(fs);

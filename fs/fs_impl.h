@@ -170,6 +170,7 @@ struct snap_req {
 	char name[TFS_SNAP_NAME_MAX + 1];
 	uint32_t flags;
 	bool force;               /* ROLLBACK: delete newer snapshots */
+	bool owned;               /* made by the CP itself: freed at its end */
 	int slot;                 /* CREATE: the slot taken, for the patch */
 	int rc;
 	bool done;
@@ -331,6 +332,8 @@ void snap_cp_patch(struct fs *fs);
 void snap_cp_end(struct fs *fs, int rc);
 int snap_dead_add(struct fs *fs, uint64_t blkno, uint64_t birth, uint64_t death);
 int snap_by_name(struct fs *fs, const char *name);
+bool snap_auto_due(struct fs *fs);
+time_t snap_clock(struct fs *fs);
 
 /* ---- ops.c ------------------------------------------------------------------ */
 int ops_space(struct fs *fs, uint64_t nblocks, bool deleting);

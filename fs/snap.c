@@ -16,7 +16,9 @@
  * filled in by snap_cp_patch() once phase B has finished the inode file
  * and before it checksums the table.  All of it runs under fs->lock.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "fs_impl.h"
 
@@ -341,7 +343,7 @@ static int apply_rollback(struct fs *fs, struct snap_req *r)
 
 static int apply_create(struct fs *fs, struct snap_req *r, uint64_t gen)
 {
-	struct timespec now = fs_now();
+	struct timespec now = { snap_clock(fs), 0 };
 	struct tfs_snap e = { 0 };
 	struct snap_mem *m;
 	uint64_t id = get64(fs->sb.s_next_snap) + 1;
@@ -381,15 +383,186 @@ static int apply_create(struct fs *fs, struct snap_req *r, uint64_t gen)
 	return 0;
 }
 
+/* ---- automatic snapshots: keep_cps and schedules ---- */
+
+time_t snap_clock(struct fs *fs)
+{
+	if (fs->opts.clock)
+		return fs->opts.clock(fs->opts.clock_arg);
+	return time(NULL);
+}
+
+static const char *const period_name[4] = { "hourly", "daily", "weekly",
+					    "monthly" };
+
+/* Which period (hour, day, ISO-ish week, month) t falls in, in UTC. */
+static int64_t period_of(unsigned p, time_t t)
+{
+	struct tm tm;
+
+	switch (p) {
+	case 0: return (int64_t)t / 3600;
+	case 1: return (int64_t)t / 86400;
+	case 2: return ((int64_t)t / 86400 + 3) / 7; /* weeks start Monday */
+	default:
+		gmtime_r(&t, &tm);
+		return (int64_t)tm.tm_year * 12 + tm.tm_mon;
+	}
+}
+
+static bool has_prefix(const char *s, const char *p)
+{
+	return !strncmp(s, p, strlen(p));
+}
+
+/* The newest snapshot of a schedule, or -1. */
+static int sched_newest(struct fs *fs, unsigned p, unsigned *count)
+{
+	char prefix[16];
+	int best = -1;
+
+	snprintf(prefix, sizeof(prefix), "%s-", period_name[p]);
+	*count = 0;
+	for (unsigned i = 0; i < TFS_MAX_SNAPS; i++) {
+		const struct snap_mem *m = &fs->snaps[i];
+		if (!m->used || !(m->flags & TFS_SNAP_AUTO) ||
+		    !has_prefix(m->name, prefix))
+			continue;
+		(*count)++;
+		if (best < 0 || m->gen > fs->snaps[best].gen)
+			best = (int)i;
+	}
+	return best;
+}
+
+bool snap_auto_due(struct fs *fs)
+{
+	time_t now = snap_clock(fs);
+
+	for (unsigned p = 0; p < 4; p++) {
+		unsigned n;
+		int last;
+		if (!fs->opts.sched[p])
+			continue;
+		last = sched_newest(fs, p, &n);
+		if (last < 0 || period_of(p, (time_t)fs->snaps[last].time) !=
+				period_of(p, now))
+			return true;
+	}
+	return false;
+}
+
+static int queue_own(struct fs *fs, enum snap_req_kind kind,
+		     const char *name)
+{
+	struct snap_req *r = calloc(1, sizeof(*r)), **pp;
+
+	if (!r)
+		return -ENOMEM;
+	r->kind = kind;
+	r->owned = true;
+	r->flags = TFS_SNAP_AUTO;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	for (pp = &fs->snap_cp; *pp; pp = &(*pp)->next)
+		;
+	*pp = r;
+	return 0;
+}
+
+static bool queued_delete(struct fs *fs, const char *name)
+{
+	for (struct snap_req *r = fs->snap_cp; r; r = r->next)
+		if (r->kind == SNAP_REQ_DELETE && !strcmp(r->name, name))
+			return true;
+	return false;
+}
+
+/* Delete the oldest automatic snapshots with prefix beyond keep. */
+static int expire(struct fs *fs, const char *prefix, unsigned keep,
+		  time_t older_than)
+{
+	unsigned have = 0;
+	int rc = 0;
+
+	for (unsigned i = 0; i < TFS_MAX_SNAPS; i++)
+		if (fs->snaps[i].used && (fs->snaps[i].flags & TFS_SNAP_AUTO) &&
+		    has_prefix(fs->snaps[i].name, prefix))
+			have++;
+	while (!rc && (have > keep || older_than)) {
+		int oldest = -1;
+		for (unsigned i = 0; i < TFS_MAX_SNAPS; i++) {
+			const struct snap_mem *m = &fs->snaps[i];
+			if (!m->used || !(m->flags & TFS_SNAP_AUTO) ||
+			    !has_prefix(m->name, prefix) ||
+			    queued_delete(fs, m->name))
+				continue;
+			if (oldest < 0 || m->gen < fs->snaps[oldest].gen)
+				oldest = (int)i;
+		}
+		if (oldest < 0)
+			break;
+		if (have <= keep &&
+		    (time_t)fs->snaps[oldest].time >= older_than)
+			break;
+		rc = queue_own(fs, SNAP_REQ_DELETE, fs->snaps[oldest].name);
+		have--;
+	}
+	return rc;
+}
+
+static int snap_auto(struct fs *fs, uint64_t gen)
+{
+	time_t now = snap_clock(fs);
+	char name[64];
+	int rc = 0;
+
+	if (fs->opts.keep_cps) {
+		snprintf(name, sizeof(name), "@%llu", (unsigned long long)gen);
+		rc = queue_own(fs, SNAP_REQ_CREATE, name);
+		if (!rc)
+			rc = expire(fs, "@", UINT32_MAX,
+				    now - (time_t)fs->opts.keep_cps);
+	}
+	for (unsigned p = 0; p < 4 && !rc; p++) {
+		static const char *const fmt[4] = { "%Y-%m-%d-%H00", "%Y-%m-%d",
+						    "%G-W%V", "%Y-%m" };
+		char stamp[32], prefix[16];
+		unsigned n;
+		int last;
+		struct tm tm;
+		if (!fs->opts.sched[p])
+			continue;
+		last = sched_newest(fs, p, &n);
+		if (last >= 0 && period_of(p, (time_t)fs->snaps[last].time) ==
+				 period_of(p, now))
+			continue;
+		gmtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), fmt[p], &tm);
+		snprintf(name, sizeof(name), "%s-%s", period_name[p], stamp);
+		snprintf(prefix, sizeof(prefix), "%s-", period_name[p]);
+		if (snap_by_name(fs, name) >= 0)
+			continue;
+		rc = queue_own(fs, SNAP_REQ_CREATE, name);
+		if (!rc)
+			rc = expire(fs, prefix, fs->opts.sched[p] - 1, 0);
+	}
+	return rc;
+}
+
 /* CP step 0 (fs->lock held): apply the queued requests. */
 int snap_cp_begin(struct fs *fs, uint64_t gen)
 {
+	int rc;
+
 	fs->snap_hold_gen = 0;
 	for (unsigned i = 0; i < TFS_MAX_SNAPS; i++)
 		if (fs->snaps[i].used && fs->snaps[i].gen > fs->snap_hold_gen)
 			fs->snap_hold_gen = fs->snaps[i].gen;
 	fs->snap_cp = fs->snap_reqs;
 	fs->snap_reqs = NULL;
+	rc = snap_auto(fs, gen);
+	if (rc)
+		return rc;
 	for (struct snap_req *r = fs->snap_cp; r; r = r->next) {
 		if (r->done)
 			continue;
@@ -443,6 +616,13 @@ void snap_cp_end(struct fs *fs, int rc)
 
 	for (; r; r = next) {
 		next = r->next; /* r belongs to a waiter: done is the last touch */
+		if (r->owned) {
+			if (r->rc && r->rc != -EEXIST)
+				log_warn("automatic snapshot %s: %d", r->name,
+					 r->rc);
+			free(r);
+			continue;
+		}
 		if (!r->done && rc)
 			r->rc = rc;
 		r->done = true;

@@ -49,6 +49,13 @@ struct fs_opts {
 	uint64_t cache_max;        /* bytes of clean cache kept; 0: default */
 	bool no_cp_thread;         /* tests: CPs run only from fs_cp() calls */
 	bool snapdir_visible;      /* list .snapshot in readdir of the root */
+	/* keep every CP of the last keep_cps seconds as snapshot "@GEN" */
+	unsigned keep_cps;
+	/* scheduled snapshots kept: hourly, daily, weekly, monthly (0: off) */
+	unsigned sched[4];
+	/* the clock for snapshot times and schedules (tests); NULL: time() */
+	time_t (*clock)(void *arg);
+	void *clock_arg;
 	/* after a rollback: tell the kernel to forget what it cached */
 	void (*inval)(void *arg, uint64_t ino);
 	void *inval_arg;
