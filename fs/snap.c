@@ -554,10 +554,6 @@ int snap_cp_begin(struct fs *fs, uint64_t gen)
 {
 	int rc;
 
-	fs->snap_hold_gen = 0;
-	for (unsigned i = 0; i < TFS_MAX_SNAPS; i++)
-		if (fs->snaps[i].used && fs->snaps[i].gen > fs->snap_hold_gen)
-			fs->snap_hold_gen = fs->snaps[i].gen;
 	fs->snap_cp = fs->snap_reqs;
 	fs->snap_reqs = NULL;
 	rc = snap_auto(fs, gen);
@@ -578,6 +574,13 @@ int snap_cp_begin(struct fs *fs, uint64_t gen)
 		if (r->rc)
 			return r->rc;
 	}
+	/* after the requests: the frees this CP decides must see exactly
+	 * the snapshots that exist once it is durable (older than it) */
+	fs->snap_hold_gen = 0;
+	for (unsigned i = 0; i < TFS_MAX_SNAPS; i++)
+		if (fs->snaps[i].used && fs->snaps[i].gen < gen &&
+		    fs->snaps[i].gen > fs->snap_hold_gen)
+			fs->snap_hold_gen = fs->snaps[i].gen;
 	return 0;
 }
 
