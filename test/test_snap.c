@@ -198,7 +198,7 @@ START_TEST(test_space_returns)
 
 	before = free_blocks();
 	for (int round = 0; round < 3; round++) {
-		char name[8];
+		char name[16];
 		for (int i = 0; i < 4; i++) {
 			snprintf(name, sizeof(name), "f%d", i);
 			write_file(1, name, (char)('a' + round), 1 << 20,
@@ -209,7 +209,7 @@ START_TEST(test_space_returns)
 		remount();
 	}
 	for (int i = 0; i < 4; i++) {
-		char name[8];
+		char name[16];
 		snprintf(name, sizeof(name), "f%d", i);
 		ck_assert_int_eq(fs_unlink(fs, 1, name), 0);
 	}
@@ -334,7 +334,7 @@ START_TEST(test_diff)
 	ck_assert_int_eq(fs_mknod(fs, 1, "dir", S_IFDIR | 0755, 0, &cr, &dir),
 			 0);
 	for (int i = 0; i < 40; i++) {
-		char n[8];
+		char n[16];
 		snprintf(n, sizeof(n), "f%d", i);
 		write_file(dir.ino, n, 'x', 1, 0);
 	}
