@@ -244,6 +244,7 @@ int tree_free_range(struct fs *fs, uint64_t owner, uint64_t first,
 int tree_next(struct fs *fs, uint64_t owner, uint64_t idx, bool data,
 	      uint64_t *out);
 int tree_read_block(struct fs *fs, const struct tfs_bptr *bp, void *dst);
+int tree_cut(struct fs *fs, uint64_t owner, uint8_t level, uint64_t idx);
 
 /* ---- inode.c ------------------------------------------------------------ */
 int inode_get(struct fs *fs, uint64_t ino, struct tfs_dinode **out);
@@ -323,6 +324,10 @@ void cp_stop_thread(struct fs *fs);
 void cp_kick(struct fs *fs);        /* fs->lock held */
 int cp_throttle(struct fs *fs);     /* fs->lock held: wait if both full */
 uint64_t cp_dirty_bytes(struct fs *fs); /* fs->lock held */
+
+/* ---- verify.c / repair.c ------------------------------------------------ */
+int verify_refs(struct bdev *bd, uint8_t **refs, uint64_t *blind,
+		uint8_t *bad_slots);
 
 /* ---- snap.c ---------------------------------------------------------------- */
 int snap_load(struct fs *fs);

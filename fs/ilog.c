@@ -307,6 +307,8 @@ static int log_walk(struct fs *fs, const uint8_t *s, size_t len,
 				log_err("log replay: record %llu (type %u): %d",
 					(unsigned long long)*nrec,
 					get16(r.r_type), rc);
+				if (fs->opts.repair)
+					return 0; /* fsck: keep what applied */
 				return rc;
 			}
 		}

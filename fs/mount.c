@@ -169,7 +169,7 @@ int fs_mount(struct bdev *bd, const struct fs_opts *o, struct fs **out)
 		rc = ilog_init(fs);
 	if (!rc)
 		rc = snap_load(fs);
-	if (!rc && !fs->ro)
+	if (!rc && !fs->ro && !fs->opts.repair) /* fsck: the map may be bad */
 		rc = alloc_guard_load(fs);
 	if (rc)
 		goto fail;
@@ -194,7 +194,7 @@ int fs_mount(struct bdev *bd, const struct fs_opts *o, struct fs **out)
 		pthread_mutex_lock(&fs->lock);
 		rc = ops_orphans_reclaim(fs);
 		pthread_mutex_unlock(&fs->lock);
-		if (!rc)
+		if (!rc && !fs->opts.repair)
 			rc = cp_run(fs); /* new log epoch, replay committed */
 	}
 	if (!rc && !fs->opts.no_cp_thread)

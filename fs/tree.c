@@ -372,3 +372,33 @@ int tree_next(struct fs *fs, uint64_t owner, uint64_t from, bool want_data,
 	return next_sub(fs, owner, d->i_height, 0, &root, from, want_data,
 			out);
 }
+
+/* fsck: cut the block at (level, idx) out of the tree, unread (it is
+ * damaged).  Its address stays marked in the map; the map repair frees
+ * it once it is no longer referenced. */
+int tree_cut(struct fs *fs, uint64_t owner, uint8_t level, uint64_t idx)
+{
+	struct tfs_bptr *slot;
+	struct buf *parent, *b;
+	struct tfs_dinode *d;
+	int rc = find_slot(fs, owner, level, idx, 0, &slot, &parent);
+
+	if (rc || !slot)
+		return rc;
+	if (parent)
+		rc = buf_dirty(fs, parent);
+	else
+		owner_dirty_dinode(fs, owner);
+	if (rc)
+		return rc;
+	b = bcache_find(&fs->bc, owner, level, idx);
+	if (b)
+		bcache_drop(&fs->bc, b);
+	if (get64(slot->bp_blkno) || b) {
+		d = owner_dinode(fs, owner, &rc);
+		if (d && get64(d->i_blocks))
+			d->i_blocks = put64(get64(d->i_blocks) - 1);
+	}
+	memset(slot, 0, sizeof(*slot));
+	return 0;
+}

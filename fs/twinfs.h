@@ -56,6 +56,8 @@ struct fs_opts {
 	/* the clock for snapshot times and schedules (tests); NULL: time() */
 	time_t (*clock)(void *arg);
 	void *clock_arg;
+	/* fsck only: replay what the log allows, no CP at mount */
+	bool repair;
 	/* after a rollback: tell the kernel to forget what it cached */
 	void (*inval)(void *arg, uint64_t ino);
 	void *inval_arg;
@@ -216,6 +218,14 @@ struct fs_verify_stats {
 typedef void (*fs_report_t)(void *ctx, const char *msg);
 int fs_verify(struct bdev *bd, fs_report_t report, void *ctx,
 	      struct fs_verify_stats *st);
+
+/* Repair what fs_verify finds, as far as possible: replay the intent log,
+ * free leaked blocks and record used ones in the map, cut damaged blocks
+ * out of their trees, drop directory entries naming missing inodes, fix
+ * link counts and sizes, and move unreachable inodes to /lost+found.
+ * Every change is a CP, so an interrupted repair leaves a consistent
+ * image.  Returns the number of repairs, or -errno. */
+int fs_repair(struct bdev *bd, fs_report_t report, void *ctx);
 
 /* Log messages go here (default: stderr). */
 void fs_set_log(void (*fn)(int level, const char *msg));

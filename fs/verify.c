@@ -39,6 +39,10 @@ struct vctx {
 	uint64_t tree_blocks;  /* blocks counted in the current tree */
 	bool shared_ok;        /* snapshot walks: a referenced block is shared */
 	uint64_t snap_gen;
+	uint64_t blind;        /* subtrees not read: what they hold is unknown */
+	uint8_t *bad_slots;    /* snapshots with such a subtree (may be NULL) */
+	uint8_t *damaged;      /* bit per block: could not be read */
+	uint64_t cur_slot;
 	uint64_t max_idx;      /* highest level-0 index with data + 1 */
 };
 
@@ -107,7 +111,7 @@ static void walk(struct vctx *v, const char *what, const struct tfs_bptr *bp,
 	if (blkno < TFS_LOG_START + get64(v->sb.s_log_blocks) || blkno >= nb) {
 		problem(v, "%s: pointer to block %llu out of range", what,
 			(unsigned long long)blkno);
-		return;
+		goto blind;
 	}
 	if (birth == 0 || birth > parent_birth)
 		problem(v, "%s: block %llu born in CP %llu, after its parent (%llu)",
@@ -118,6 +122,10 @@ static void walk(struct vctx *v, const char *what, const struct tfs_bptr *bp,
 		if (!v->shared_ok)
 			problem(v, "%s: block %llu referenced twice", what,
 				(unsigned long long)blkno);
+		else if (v->damaged &&
+			 (v->damaged[blkno / 8] & (1u << (blkno % 8))) &&
+			 v->bad_slots)
+			v->bad_slots[v->cur_slot] = 1; /* shares the damage */
 		return;
 	}
 	v->ref[blkno / 8] |= (uint8_t)(1u << (blkno % 8));
@@ -125,13 +133,13 @@ static void walk(struct vctx *v, const char *what, const struct tfs_bptr *bp,
 	if (bdev_read(v->bd, blkno, buf)) {
 		problem(v, "%s: block %llu unreadable", what,
 			(unsigned long long)blkno);
-		return;
+		goto blind;
 	}
 	csum_block(buf, TFS_BLOCK_SIZE, sum);
 	if (!csum_equal(sum, bp->bp_csum)) {
 		problem(v, "%s: block %llu checksum mismatch", what,
 			(unsigned long long)blkno);
-		return;
+		goto blind;
 	}
 	if (level == 0) {
 		if (idx + 1 > v->max_idx)
@@ -140,12 +148,27 @@ static void walk(struct vctx *v, const char *what, const struct tfs_bptr *bp,
 			fn(v, arg, idx, buf);
 		return;
 	}
+	/* a leaf callback may walk other trees (snapshots do), which reuse
+	 * the per-level buffers: iterate over a copy */
+	buf = malloc(TFS_BLOCK_SIZE);
+	VERIFY(buf);
+	memcpy(buf, v->blk[level], TFS_BLOCK_SIZE);
 	for (unsigned i = 0; i < TFS_BPTRS_PER_BLOCK; i++) {
 		struct tfs_bptr c;
 		memcpy(&c, buf + i * sizeof(c), sizeof(c));
 		walk(v, what, &c, level - 1, idx * TFS_BPTRS_PER_BLOCK + i,
 		     birth, fn, arg);
 	}
+	free(buf);
+	return;
+blind:
+	v->blind++;
+	if (!v->damaged)
+		v->damaged = calloc(1, (nb + 7) / 8);
+	if (v->damaged && blkno < nb)
+		v->damaged[blkno / 8] |= (uint8_t)(1u << (blkno % 8));
+	if (v->shared_ok && v->bad_slots)
+		v->bad_slots[v->cur_slot] = 1;
 }
 
 static void walk_tree(struct vctx *v, const char *what,
@@ -544,6 +567,7 @@ static void check_snapshots(struct vctx *v, struct fs_verify_stats *st)
 		if (read_snap(v, slots.v[i], &e))
 			continue;
 		v->snap_gen = get64(e.sn_gen);
+		v->cur_slot = slots.v[i];
 		u64vec_push(&gens, v->snap_gen);
 		walk_tree(v, e.sn_name, &e.sn_ifile, snap_ifile_leaf, e.sn_name);
 	}
@@ -613,10 +637,32 @@ static void check_map(struct vctx *v, const uint8_t *map)
 			(unsigned long long)used);
 }
 
+static int verify_run(struct bdev *bd, fs_report_t report, void *rctx,
+		      struct fs_verify_stats *st, uint8_t **refs,
+		      uint64_t *blind, uint8_t *bad_slots);
+
 int fs_verify(struct bdev *bd, fs_report_t report, void *rctx,
 	      struct fs_verify_stats *st)
 {
-	struct vctx v = { .bd = bd, .report = report, .rctx = rctx };
+	return verify_run(bd, report, rctx, st, NULL, NULL, NULL);
+}
+
+/* The set of blocks the newest root references (one bit per block):
+ * what the allocation map should say.  *blind counts subtrees that could
+ * not be read (what they reference is unknown); bad_slots (TFS_MAX_SNAPS
+ * bytes) marks the snapshots holding such subtrees. */
+int verify_refs(struct bdev *bd, uint8_t **refs, uint64_t *blind,
+		uint8_t *bad_slots)
+{
+	return verify_run(bd, NULL, NULL, NULL, refs, blind, bad_slots);
+}
+
+static int verify_run(struct bdev *bd, fs_report_t report, void *rctx,
+		      struct fs_verify_stats *st, uint8_t **refs,
+		      uint64_t *blind, uint8_t *bad_slots)
+{
+	struct vctx v = { .bd = bd, .report = report, .rctx = rctx,
+			  .bad_slots = bad_slots };
 	struct fs_verify_stats dummy;
 	uint8_t *map = NULL;
 	uint64_t nb, bytes, nrec = 0, logbytes = 0;
@@ -674,8 +720,15 @@ int fs_verify(struct bdev *bd, fs_report_t report, void *rctx,
 	if (ilog_scan(bd, &v.sb, &nrec, &logbytes) == 0)
 		st->log_records = nrec;
 	rc = v.problems;
+	if (refs) {
+		*refs = v.ref;
+		v.ref = NULL;
+	}
+	if (blind)
+		*blind = v.blind;
 out:
 	free(v.ref);
+	free(v.damaged);
 	free(map);
 	free(v.inos);
 	for (unsigned i = 0; i < TFS_MAX_HEIGHT + 2; i++)
