@@ -79,3 +79,10 @@ int super_pick(struct bdev *bd, struct tfs_super *out)
 	free(blk);
 	return found ? 0 : best_rc;
 }
+
+int fs_super_check(const void *blk, uint64_t dev_blocks)
+{
+	struct tfs_super sb;
+
+	return super_decode(blk, dev_blocks, &sb);
+}

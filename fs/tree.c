@@ -402,3 +402,38 @@ int tree_cut(struct fs *fs, uint64_t owner, uint8_t level, uint64_t idx)
 	memset(slot, 0, sizeof(*slot));
 	return 0;
 }
+
+static int bmap_sub(struct fs *fs, uint64_t owner, uint8_t level,
+		    uint64_t idx, fs_bmap_t cb, void *ctx)
+{
+	struct buf *b;
+	int rc = buf_get(fs, owner, level, idx, 0, &b);
+
+	if (rc || !b)
+		return rc;
+	rc = cb(ctx, level, idx, get64(b->bp.bp_blkno), get64(b->bp.bp_birth));
+	for (unsigned i = 0; !rc && level && i < TFS_BPTRS_PER_BLOCK; i++) {
+		b = bcache_find(&fs->bc, owner, level, idx);
+		VERIFY(b);
+		if (!get64(entries(b)[i].bp_blkno) &&
+		    !bcache_find(&fs->bc, owner, level - 1,
+				 idx * TFS_BPTRS_PER_BLOCK + i))
+			continue;
+		rc = bmap_sub(fs, owner, level - 1,
+			      idx * TFS_BPTRS_PER_BLOCK + i, cb, ctx);
+	}
+	return rc;
+}
+
+int fs_bmap(struct fs *fs, uint64_t ino, fs_bmap_t cb, void *ctx)
+{
+	struct tfs_dinode *d;
+	int rc;
+
+	pthread_mutex_lock(&fs->lock);
+	rc = inode_get(fs, ino, &d);
+	if (!rc)
+		rc = bmap_sub(fs, ino, d->i_height, 0, cb, ctx);
+	pthread_mutex_unlock(&fs->lock);
+	return rc < 0 ? rc : 0;
+}

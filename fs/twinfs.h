@@ -227,6 +227,16 @@ int fs_verify(struct bdev *bd, fs_report_t report, void *ctx,
  * image.  Returns the number of repairs, or -errno. */
 int fs_repair(struct bdev *bd, fs_report_t report, void *ctx);
 
+/* Check one superblock slot's bytes: 0 valid, -EINVAL no twinfs magic,
+ * -EBADMSG checksum, -EPROTONOSUPPORT other version, -EUCLEAN damaged. */
+int fs_super_check(const void *blk, uint64_t dev_blocks);
+
+/* The blocks of a file's tree: level 0 is data, idx its block index at
+ * that level.  cb returns nonzero to stop.  For twinfs-dump. */
+typedef int (*fs_bmap_t)(void *ctx, unsigned level, uint64_t idx,
+			 uint64_t blkno, uint64_t birth);
+int fs_bmap(struct fs *fs, uint64_t ino, fs_bmap_t cb, void *ctx);
+
 /* Log messages go here (default: stderr). */
 void fs_set_log(void (*fn)(int level, const char *msg));
 
