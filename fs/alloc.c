@@ -81,6 +81,7 @@ static void set_clear(struct u64set *s)
 	memset(s, 0, sizeof(*s));
 }
 
+#ifdef TFS_DEBUG
 static void guard_check(void *arg, uint64_t blkno)
 {
 	struct fs *fs = arg;
@@ -92,6 +93,7 @@ static void guard_check(void *arg, uint64_t blkno)
 			  "W1: write to block %llu, which the durable root uses",
 			  (unsigned long long)blkno);
 }
+#endif
 
 int alloc_init(struct fs *fs)
 {

@@ -146,6 +146,22 @@ struct buf *bcache_new(struct bcache *bc, uint64_t owner, uint8_t level,
 	return b;
 }
 
+/* The CP in flight keeps the old bytes; the buffer gets its own copy.
+ * Out of memory here cannot be reported to the caller's caller in a
+ * useful way, so it is fatal (VERIFY). */
+static void bcache_unlend(struct buf *b)
+{
+	uint8_t *copy;
+
+	if (!b->lent)
+		return;
+	VERIFY(posix_memalign((void **)&copy, 4096, TFS_BLOCK_SIZE) == 0);
+	memcpy(copy, b->data, TFS_BLOCK_SIZE);
+	b->lent->buf = NULL;  /* the CP frees the old bytes */
+	b->lent = NULL;
+	b->data = copy;
+}
+
 /* Remove a buffer (clean or dirty) from the cache and free it. */
 void bcache_drop(struct bcache *bc, struct buf *b)
 {
@@ -158,12 +174,17 @@ void bcache_drop(struct bcache *bc, struct buf *b)
 		bc->ndirty--;
 	list_del(b);
 	bc->nbufs--;
+	if (b->lent) {        /* the CP in flight still writes these bytes */
+		b->lent->buf = NULL;
+		b->data = NULL;
+	}
 	buf_free(b);
 }
 
 void bcache_mark_dirty(struct bcache *bc, struct buf *b)
 {
 	ASSERT(!b->dirty);
+	bcache_unlend(b);
 	b->dirty = true;
 	list_del(b);
 	list_add_tail(&bc->dirty, b);

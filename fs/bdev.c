@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "bdev.h"
@@ -55,6 +56,36 @@ static int file_write(struct bdev *bd, uint64_t blkno, const void *buf)
 	return 0;
 }
 
+static int file_write_run(struct bdev *bd, uint64_t blkno, void *const *bufs,
+			  unsigned n)
+{
+	struct file_dev *f = bd->priv;
+	struct iovec iov[256];
+	size_t total = (size_t)n * TFS_BLOCK_SIZE, done = 0;
+
+	if (n > 256)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++) {
+		iov[i].iov_base = bufs[i];
+		iov[i].iov_len = TFS_BLOCK_SIZE;
+	}
+	while (done < total) {
+		unsigned first = (unsigned)(done / TFS_BLOCK_SIZE);
+		size_t skip = done % TFS_BLOCK_SIZE;
+		ssize_t k;
+		iov[first].iov_base = (char *)bufs[first] + skip;
+		iov[first].iov_len = TFS_BLOCK_SIZE - skip;
+		k = pwritev(f->fd, iov + first, (int)(n - first),
+			    (off_t)(blkno * TFS_BLOCK_SIZE + done));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		done += (size_t)k;
+	}
+	return 0;
+}
+
 static int file_flush(struct bdev *bd)
 {
 	struct file_dev *f = bd->priv;
@@ -71,8 +102,8 @@ static void file_close(struct bdev *bd)
 }
 
 static const struct bdev_ops file_ops = {
-	.read = file_read, .write = file_write, .flush = file_flush,
-	.close = file_close,
+	.read = file_read, .write = file_write, .write_run = file_write_run,
+	.flush = file_flush, .close = file_close,
 };
 
 int bdev_file_open(const char *path, bool ro, struct bdev **out)
@@ -188,6 +219,26 @@ int bdev_write(struct bdev *bd, uint64_t blkno, const void *buf)
 	if (bd->write_check)
 		bd->write_check(bd->write_check_arg, blkno);
 	return bd->ops->write(bd, blkno, buf);
+}
+
+int bdev_write_run(struct bdev *bd, uint64_t blkno, void *const *bufs,
+		   unsigned n)
+{
+	if (bd->ro)
+		return -EROFS;
+	if (blkno + n > bd->nblocks || blkno + n < blkno)
+		return -EIO;
+	if (bd->write_check)
+		for (unsigned i = 0; i < n; i++)
+			bd->write_check(bd->write_check_arg, blkno + i);
+	if (bd->ops->write_run && n > 1)
+		return bd->ops->write_run(bd, blkno, bufs, n);
+	for (unsigned i = 0; i < n; i++) {
+		int rc = bd->ops->write(bd, blkno + i, bufs[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
 
 int bdev_flush(struct bdev *bd)

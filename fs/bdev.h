@@ -19,6 +19,9 @@ struct bdev;
 struct bdev_ops {
 	int (*read)(struct bdev *bd, uint64_t blkno, void *buf);
 	int (*write)(struct bdev *bd, uint64_t blkno, const void *buf);
+	/* optional: n consecutive blocks from blkno in one call */
+	int (*write_run)(struct bdev *bd, uint64_t blkno, void *const *bufs,
+			 unsigned n);
 	int (*flush)(struct bdev *bd);
 	void (*close)(struct bdev *bd);
 };
@@ -42,6 +45,9 @@ uint8_t *bdev_mem_data(struct bdev *bd);
 
 int bdev_read(struct bdev *bd, uint64_t blkno, void *buf);
 int bdev_write(struct bdev *bd, uint64_t blkno, const void *buf);
+/* n consecutive blocks; one system call where the back end allows */
+int bdev_write_run(struct bdev *bd, uint64_t blkno, void *const *bufs,
+		   unsigned n);
 int bdev_flush(struct bdev *bd);
 void bdev_close(struct bdev *bd);
 

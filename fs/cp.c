@@ -25,12 +25,7 @@
 
 #include "fs_impl.h"
 
-size_t ilog_pending(struct fs *fs);
 
-struct wblk {
-	uint64_t blkno;
-	uint8_t *data;
-};
 
 /* Phase B order: files, inode file (whose root the new snapshots pin),
  * snapshot table, deadlist, allocation map. */
@@ -62,7 +57,8 @@ static int cmp_buf(const void *a, const void *b)
 
 static int cmp_wblk(const void *a, const void *b)
 {
-	const struct wblk *x = a, *y = b;
+	const struct wblk *x = *(struct wblk *const *)a;
+	const struct wblk *y = *(struct wblk *const *)b;
 
 	return x->blkno < y->blkno ? -1 : x->blkno > y->blkno;
 }
@@ -134,9 +130,24 @@ static struct tfs_bptr *parent_slot(struct fs *fs, struct buf *b)
 	return &((struct tfs_bptr *)p->data)[b->idx & (TFS_BPTRS_PER_BLOCK - 1)];
 }
 
-/* Phase B: pointers bottom-up, copies into the write list. */
+/* Only file data is lent: every change to it goes through buf_dirty()
+ * first.  Metadata is edited in place through pointers taken earlier
+ * (a dinode, then inode_touch), so the CP copies it instead. */
+static bool lendable(struct fs *fs, struct buf *b)
+{
+	int rc;
+	struct tfs_dinode *d;
+
+	if (b->level != 0 || owner_is_meta(b->owner) || b->owner == OWN_IFILE)
+		return false;
+	d = owner_dinode(fs, b->owner, &rc);
+	return d && S_ISREG(get32(d->i_mode));
+}
+
+/* Phase B: pointers bottom-up; the write list borrows each buffer's
+ * bytes (a buffer changed before the CP is durable copies them first). */
 static void phase_b(struct fs *fs, struct buf **arr, size_t n,
-		    uint64_t gen, struct wblk *w, uint8_t *copies)
+		    uint64_t gen, struct wblk *w)
 {
 	bool patched = false;
 
@@ -156,28 +167,67 @@ static void phase_b(struct fs *fs, struct buf **arr, size_t n,
 		b->io_gen = gen;
 		b->newblk = 0;
 		w[i].blkno = get64(bp.bp_blkno);
-		w[i].data = copies + i * TFS_BLOCK_SIZE;
-		memcpy(w[i].data, b->data, TFS_BLOCK_SIZE);
+		VERIFY(!b->lent);
+		if (lendable(fs, b)) {
+			w[i].data = b->data;
+			w[i].buf = b;
+		} else {
+			VERIFY(posix_memalign((void **)&w[i].data, 4096,
+					      TFS_BLOCK_SIZE) == 0);
+			memcpy(w[i].data, b->data, TFS_BLOCK_SIZE);
+			w[i].buf = NULL;
+		}
 	}
 	if (!patched)
 		snap_cp_patch(fs);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		bcache_mark_clean(&fs->bc, arr[i]);
+		if (w[i].buf)
+			arr[i]->lent = &w[i];
+	}
 }
 
-static int write_all(struct fs *fs, struct wblk *w, size_t n,
+/* fs->lock held: the CP is over; buffers get their bytes back. */
+static void wlist_release(struct wblk *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (w[i].buf)
+			w[i].buf->lent = NULL;
+		else
+			free(w[i].data);
+	}
+}
+
+static int write_all(struct fs *fs, struct wblk *wl, size_t n,
 		     const struct tfs_super *sb, uint64_t gen)
 {
+	struct wblk **w = malloc((n ? n : 1) * sizeof(*w));
+	void *run[256];
 	int rc = 0;
 
+	if (!w)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		w[i] = &wl[i];
 	if (n)
 		qsort(w, n, sizeof(*w), cmp_wblk);
-	for (size_t i = 0; i < n && !rc; i++) {
-		rc = bdev_write(fs->bd, w[i].blkno, w[i].data);
-		for (int s = 0; s < fs->nsinks && !rc; s++)
-			rc = fs->sinks[s].block(fs->sinks[s].arg, w[i].blkno,
-						w[i].data);
+	/* allocation is sequential, so most of a CP is a few long runs */
+	for (size_t i = 0; i < n && !rc;) {
+		unsigned k = 0;
+		while (i + k < n && k < 256 &&
+		       w[i + k]->blkno == w[i]->blkno + k) {
+			run[k] = w[i + k]->data;
+			k++;
+		}
+		rc = bdev_write_run(fs->bd, w[i]->blkno, run, k);
+		for (unsigned j = 0; j < k && !rc; j++)
+			for (int s = 0; s < fs->nsinks && !rc; s++)
+				rc = fs->sinks[s].block(fs->sinks[s].arg,
+							w[i + j]->blkno,
+							w[i + j]->data);
+		i += k;
 	}
+	free(w);
 	if (!rc)
 		rc = bdev_flush(fs->bd);
 	/* the CP is atomic here: the superblock names the new root */
@@ -194,7 +244,6 @@ int cp_run(struct fs *fs)
 {
 	struct buf **arr = NULL;
 	struct wblk *w = NULL;
-	uint8_t *copies = NULL;
 	struct tfs_super *sb = NULL;
 	struct timespec now = fs_now();
 	uint64_t gen, logpos, logseq;
@@ -217,15 +266,14 @@ int cp_run(struct fs *fs)
 	if (!rc)
 		rc = phase_a(fs, &arr, &n);
 	if (!rc) {
-		w = malloc((n ? n : 1) * sizeof(*w));
-		copies = malloc((n ? n : 1) * TFS_BLOCK_SIZE);
+		w = calloc(n ? n : 1, sizeof(*w));
 		sb = aligned_alloc(4096, TFS_BLOCK_SIZE);
-		if (!w || !copies || !sb)
+		if (!w || !sb)
 			rc = -ENOMEM;
 	}
 	if (rc)
 		goto fail_locked;
-	phase_b(fs, arr, n, gen, w, copies);
+	phase_b(fs, arr, n, gen, w);
 	logseq = ilog_cp_freeze(fs, &logpos);
 	fs->sb.s_gen = put64(gen);
 	fs->sb.s_log_seq = put64(logseq);
@@ -241,6 +289,7 @@ int cp_run(struct fs *fs)
 
 	pthread_mutex_lock(&fs->lock);
 	fs->cp_in_flight = false;
+	wlist_release(w, n);
 	if (rc)
 		goto fail_locked;
 	fs->durable_gen = gen;
@@ -268,14 +317,18 @@ out_unlock:
 	pthread_mutex_unlock(&fs->cp_lock);
 	free(arr);
 	free(w);
-	free(copies);
 	free(sb);
 	return rc;
 }
 
+/* What the next CP must write.  Pending log bytes count too once they
+ * pass four times the threshold: they are memory a CP gives back. */
 uint64_t cp_dirty_bytes(struct fs *fs)
 {
-	return fs->bc.ndirty * (uint64_t)TFS_BLOCK_SIZE + ilog_pending(fs);
+	uint64_t blocks = fs->bc.ndirty * (uint64_t)TFS_BLOCK_SIZE;
+	uint64_t log = ilog_pending(fs);
+
+	return log >= 4 * fs->dirty_max ? blocks + log : blocks;
 }
 
 static void *cp_main(void *arg)

@@ -74,6 +74,8 @@ static inline bool ino_readonly(uint64_t ino)
 	return INO_IS_SNAP(ino) || ino == FS_INO_SNAPDIR;
 }
 
+struct wblk;
+
 struct buf {
 	uint64_t owner, idx;
 	uint8_t level;
@@ -81,6 +83,8 @@ struct buf {
 	struct tfs_bptr bp;       /* protected by fs->lock, like all fields */
 	uint64_t io_gen;          /* CP that wrote this content; kept until durable */
 	uint64_t newblk;          /* CP phase A: the address being assigned */
+	struct wblk *lent;        /* a CP in flight writes data from here:
+				   * copy before changing (bcache_unlend) */
 	struct buf *hnext;        /* hash chain */
 	struct buf *prev, *next;  /* LRU (clean) or dirty list */
 	uint8_t *data;
@@ -105,6 +109,14 @@ void bcache_drop(struct bcache *bc, struct buf *b);
 void bcache_mark_dirty(struct bcache *bc, struct buf *b);
 void bcache_mark_clean(struct bcache *bc, struct buf *b);
 void bcache_evict(struct bcache *bc, uint64_t durable_gen);
+
+/* One block of a CP's write list.  buf is the buffer whose data the CP
+ * borrowed; NULL once that buffer moved on (the CP then owns data). */
+struct wblk {
+	uint64_t blkno;
+	uint8_t *data;
+	struct buf *buf;
+};
 
 /* ---- alloc.c --------------------------------------------------------------
  * Allocation happens only inside a CP freeze.  A block freed in CP n has
@@ -308,6 +320,7 @@ int ilog_init(struct fs *fs);
 void ilog_destroy(struct fs *fs);
 int ilog_append(struct fs *fs, const void *rec, size_t len, uint64_t *pos);
 int ilog_sync(struct fs *fs, uint64_t pos);
+size_t ilog_pending(struct fs *fs);
 uint64_t ilog_cp_freeze(struct fs *fs, uint64_t *pos);
 void ilog_cp_durable(struct fs *fs, uint64_t pos, uint64_t seq);
 void ilog_cp_failed(struct fs *fs, int err);

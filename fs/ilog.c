@@ -80,7 +80,6 @@ out:
 	return rc;
 }
 
-size_t ilog_pending(struct fs *fs);
 size_t ilog_pending(struct fs *fs)
 {
 	size_t n;

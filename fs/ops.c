@@ -1068,6 +1068,8 @@ ssize_t fs_write(struct fs *fs, uint64_t ino, const void *buf, size_t size,
 
 	if (ino_readonly(ino))
 		return -EROFS;
+	if (size == 0) /* changes nothing, not even the times */
+		return fs_open(fs, ino, false);
 	pthread_mutex_lock(&fs->lock);
 	rc = op_begin(fs, nb + nb / 64 + 16, false);
 	if (!rc)
@@ -1496,7 +1498,7 @@ void fs_get_status(struct fs *fs, struct fs_status *st)
 	st->generation = fs->durable_gen;
 	st->cps = fs->cps_done;
 	st->dirty_bytes = fs->bc.ndirty * (uint64_t)TFS_BLOCK_SIZE;
-	st->log_bytes = cp_dirty_bytes(fs) - st->dirty_bytes;
+	st->log_bytes = ilog_pending(fs);
 	st->total_blocks = get64(fs->sb.s_nblocks);
 	st->free_blocks = alloc_free_blocks(fs) + fs->al.later.n;
 	st->inodes = get64(fs->sb.s_ninodes);
