@@ -19,11 +19,11 @@ struct bdev;
 struct bdev_ops {
 	int (*read)(struct bdev *bd, uint64_t blkno, void *buf);
 	int (*write)(struct bdev *bd, uint64_t blkno, const void *buf);
+	int (*flush)(struct bdev *bd);
+	void (*close)(struct bdev *bd);
 	/* optional: n consecutive blocks from blkno in one call */
 	int (*write_run)(struct bdev *bd, uint64_t blkno, void *const *bufs,
 			 unsigned n);
-	int (*flush)(struct bdev *bd);
-	void (*close)(struct bdev *bd);
 };
 
 struct bdev {

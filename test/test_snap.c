@@ -445,7 +445,9 @@ static int rec_flush(struct bdev *b)
 	return 0;
 }
 
-static const struct bdev_ops rec_ops = { rec_read, rec_write, rec_flush, NULL };
+static const struct bdev_ops rec_ops = {
+	.read = rec_read, .write = rec_write, .flush = rec_flush,
+};
 
 /* A crash after any write of a snapshot create or delete (writes kept in
  * order up to the crash, the last one torn) leaves the old or the new
