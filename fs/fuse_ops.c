@@ -233,6 +233,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	int rc = fs_open(tf(req)->fs, ino, false);
 
+	if (!rc && ((fi->flags & O_ACCMODE) != O_RDONLY ||
+		    (fi->flags & O_TRUNC)) &&
+	    fs_ino_readonly(tf(req)->fs, ino))
+		rc = -EROFS;
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;

@@ -1306,6 +1306,11 @@ int fs_open(struct fs *fs, uint64_t ino, bool dir)
 	return rc;
 }
 
+bool fs_ino_readonly(struct fs *fs, uint64_t ino)
+{
+	return fs->ro || ino_readonly(ino);
+}
+
 int fs_readlink(struct fs *fs, uint64_t ino, char *buf, size_t size)
 {
 	struct tfs_dinode *d;

@@ -162,6 +162,8 @@ int fs_readdir(struct fs *fs, uint64_t ino, uint64_t cookie,
 	       fs_filldir_t fill, void *ctx);
 /* Opening a directory or file checks it exists and its type. */
 int fs_open(struct fs *fs, uint64_t ino, bool dir);
+/* Is ino read-only (a snapshot's, or the whole mount is)? */
+bool fs_ino_readonly(struct fs *fs, uint64_t ino);
 
 int fs_setxattr(struct fs *fs, uint64_t ino, const char *name,
 		const void *value, size_t size, int flags);

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# snapshot.sh - snapshots and the control socket on a real mount:
+# twinfsctl status/cp/snapshot create|list|delete|rollback|diff, the
+# .snapshot directory (hidden, reachable, read-only, stable inode
+# numbers), SIGUSR1, keep_cps, and fsck after each step.
+. "$(dirname "$0")/lib.sh"
+
+CTL=$BUILD/tools/twinfsctl
+IMG=$TMP/snap.img
+MNT=$TMP/snap
+
+setup() {
+	tfs_mkfs "$IMG" 256M && tfs_mount "$IMG" "$MNT"
+}
+
+t_status_and_cp() {
+	local g1 g2
+	echo data >"$MNT/a"
+	g1=$("$CTL" -H status "$MNT" | cut -f1)
+	"$CTL" cp "$MNT" >/dev/null
+	g2=$("$CTL" -H status "$MNT" | cut -f1)
+	[ "$g2" -gt "$g1" ] || die "cp did not advance the generation ($g1 -> $g2)"
+	"$CTL" --json status "$MNT" | py -c 'import json,sys; json.load(sys.stdin)' ||
+		die "status --json is not JSON"
+	# SIGUSR1 asks for a CP too
+	echo more >>"$MNT/a"
+	kill -USR1 "${TFS_PID[$MNT]}"
+	for _ in $(seq 50); do
+		g1=$("$CTL" -H status "$MNT" | cut -f1)
+		[ "$g1" -gt "$g2" ] && return 0
+		sleep 0.1
+	done
+	die "SIGUSR1 did not run a CP"
+}
+
+t_create_browse() {
+	local ino1 ino2 out
+	mkdir -p "$MNT/dir"
+	echo "version 1" >"$MNT/dir/file"
+	"$CTL" snapshot create "$MNT" first
+	echo "version 2" >"$MNT/dir/file"
+	expect_eq "snapshot content" "version 1" "$(cat "$MNT/.snapshot/first/dir/file")"
+	expect_eq "live content" "version 2" "$(cat "$MNT/dir/file")"
+	# hidden from readdir of the root, so find and du do not walk it
+	ls -a "$MNT" | grep -qx .snapshot && die ".snapshot is listed"
+	out=$(find "$MNT" -name file | wc -l)
+	expect_eq "find sees only the live file" 1 "$out"
+	# restore a file with cp
+	cp "$MNT/.snapshot/first/dir/file" "$MNT/restored"
+	expect_eq "restored" "version 1" "$(cat "$MNT/restored")"
+	ino1=$(stat -c %i "$MNT/.snapshot/first/dir/file")
+	tfs_umount "$MNT" && tfs_mount "$IMG" "$MNT"
+	ino2=$(stat -c %i "$MNT/.snapshot/first/dir/file")
+	expect_eq "inode number across remounts" "$ino1" "$ino2"
+}
+
+t_readonly() {
+	py "$MNT" <<'PYEOF'
+m = sys.argv[1] + "/.snapshot/first"
+expect_err(errno.EROFS, os.open, m + "/dir/file", os.O_WRONLY)
+expect_err(errno.EROFS, os.open, m + "/new", os.O_CREAT | os.O_WRONLY, 0o644)
+expect_err(errno.EROFS, os.unlink, m + "/dir/file")
+expect_err(errno.EROFS, os.mkdir, m + "/d2")
+expect_err(errno.EROFS, os.rename, m + "/dir/file", sys.argv[1] + "/x")
+expect_err(errno.EROFS, os.chmod, m + "/dir/file", 0o600)
+expect_err(errno.EROFS, os.setxattr, m + "/dir/file", "user.a", b"1")
+expect_err(errno.EEXIST, os.mkdir, sys.argv[1] + "/.snapshot")
+PYEOF
+}
+
+t_list_formats() {
+	local line
+	"$CTL" snapshot create "$MNT" second third
+	line=$("$CTL" -H snapshot list "$MNT" | head -1)
+	[ "$(awk -F'\t' '{print NF}' <<<"$line")" = 5 ] || die "-H line: $line"
+	expect_eq "names in order" "first second third" \
+		"$("$CTL" -H snapshot list "$MNT" | cut -f1 | tr '\n' ' ' | sed 's/ $//')"
+	"$CTL" --json snapshot list "$MNT" | py -c 'import json,sys; l=json.load(sys.stdin); assert len(l)==3' ||
+		die "list --json"
+	"$CTL" snapshot list "$MNT" | head -1 | grep -q NAME || die "no header"
+	expect_fail "duplicate name" "File exists" "$CTL" snapshot create "$MNT" first
+	expect_fail "missing name" "No such file" "$CTL" snapshot delete "$MNT" nope
+}
+
+t_diff() {
+	local out
+	"$CTL" snapshot create "$MNT" before-diff
+	echo new >"$MNT/added"
+	echo changed >"$MNT/dir/file"
+	mv "$MNT/restored" "$MNT/renamed"
+	out=$("$CTL" snapshot diff "$MNT" before-diff)
+	grep -qx $'+\t/added' <<<"$out" || die "no + line: $out"
+	grep -qx $'M\t/dir/file' <<<"$out" || die "no M line: $out"
+	grep -qx $'R\t/restored -> /renamed' <<<"$out" || die "no R line: $out"
+}
+
+t_rollback() {
+	expect_fail "rollback past newer snapshots" "newer snapshots" \
+		"$CTL" snapshot rollback "$MNT" second
+	"$CTL" snapshot rollback --force "$MNT" second
+	expect_eq "rolled back" "version 2" "$(cat "$MNT/dir/file")"
+	[ ! -e "$MNT/added" ] || die "added survived the rollback"
+	expect_eq "snapshots after --force" "first second" \
+		"$("$CTL" -H snapshot list "$MNT" | cut -f1 | tr '\n' ' ' | sed 's/ $//')"
+	echo after >"$MNT/after" && sync
+}
+
+t_delete_frees() {
+	local before after
+	"$CTL" snapshot delete "$MNT" first second
+	rm -rf "$MNT"/*
+	"$CTL" cp "$MNT" >/dev/null
+	before=$(stat -f -c %f "$MNT")
+	dd if=/dev/urandom of="$MNT/big" bs=1M count=20 status=none
+	"$CTL" snapshot create "$MNT" hold
+	rm "$MNT/big"
+	"$CTL" cp "$MNT" >/dev/null
+	after=$(stat -f -c %f "$MNT")
+	[ $((before - after)) -gt 5000 ] || die "the snapshot holds no space ($before/$after)"
+	"$CTL" snapshot delete "$MNT" hold
+	"$CTL" cp "$MNT" >/dev/null
+	after=$(stat -f -c %f "$MNT")
+	[ $((before - after)) -le 4 ] || die "space not back: $before -> $after"
+}
+
+t_keep_cps() {
+	local img=$TMP/keep.img mnt=$TMP/keep n
+	tfs_mkfs "$img" 64M && tfs_mount "$img" "$mnt" -o keep_cps=3600,cp_interval=1
+	for i in 1 2 3; do
+		echo "v$i" >"$mnt/f"
+		"$CTL" cp "$mnt" >/dev/null
+	done
+	n=$(ls "$mnt/.snapshot" | grep -c '^@')
+	[ "$n" -ge 3 ] || die "only $n CP checkpoints"
+	# the file as it was two CPs ago
+	ls "$mnt/.snapshot" | grep '^@' | sort -t@ -k2 -n | tail -3 | head -1 >"$TMP/at"
+	expect_eq "an older CP" "v1" "$(cat "$mnt/.snapshot/$(cat "$TMP/at")/f")"
+	tfs_umount "$mnt" && tfs_fsck_clean "$img"
+}
+
+t_visible() {
+	local img=$TMP/vis.img mnt=$TMP/vis
+	tfs_mkfs "$img" 64M && tfs_mount "$img" "$mnt" -o snapdir=visible
+	ls -a "$mnt" | grep -qx .snapshot || die ".snapshot not listed with snapdir=visible"
+	tfs_umount "$mnt"
+}
+
+run_step "mount" setup
+run_test "status, cp and SIGUSR1" t_status_and_cp
+run_step "create and browse .snapshot" t_create_browse
+run_test "snapshots are read-only (EROFS)" t_readonly
+run_test "list -H / --json, errors" t_list_formats
+run_test "diff: + M R" t_diff
+run_test "rollback (refused, then --force)" t_rollback
+run_test "delete returns the space" t_delete_frees
+run_step "unmount, fsck clean" eval 'tfs_umount "$MNT" && tfs_fsck_clean "$IMG"'
+run_step "keep_cps" t_keep_cps
+run_step "snapdir=visible" t_visible
+summary
