@@ -294,6 +294,68 @@ START_TEST(test_random_damage)
 }
 END_TEST
 
+/* A device that stops writing after `left` writes (power cut). */
+struct cut_dev {
+	struct bdev *inner;
+	long left;
+};
+
+static int cut_read(struct bdev *b, uint64_t blkno, void *buf)
+{
+	return bdev_read(((struct cut_dev *)b->priv)->inner, blkno, buf);
+}
+
+static int cut_write(struct bdev *b, uint64_t blkno, const void *buf)
+{
+	struct cut_dev *c = b->priv;
+
+	if (c->left <= 0)
+		return -EIO;
+	c->left--;
+	return bdev_write(c->inner, blkno, buf);
+}
+
+static int cut_flush(struct bdev *b)
+{
+	return ((struct cut_dev *)b->priv)->left > 0 ? 0 : -EIO;
+}
+
+static const struct bdev_ops cut_ops = {
+	.read = cut_read, .write = cut_write, .flush = cut_flush,
+};
+
+/* A repair killed after any write leaves an image that a new repair
+ * still fixes completely. */
+START_TEST(test_interrupted_repair)
+{
+	size_t size = (size_t)NBLOCKS * TFS_BLOCK_SIZE;
+	uint8_t *damaged = malloc(size);
+	unsigned states = 0;
+
+	build();
+	flip(lookup(&super()->s_ifile, root_entry("big") / 16, 0), 300);
+	flip(lookup(dinode(root_entry("dir")), 0, 0), 40);
+	memcpy(damaged, bdev_mem_data(bd), size);
+	for (long cut = 1;; cut++) {
+		struct cut_dev cd = { bd, cut };
+		struct bdev cbd = { .ops = &cut_ops, .nblocks = NBLOCKS,
+				    .priv = &cd };
+		int rc;
+		memcpy(bdev_mem_data(bd), damaged, size);
+		rc = fs_repair(&cbd, quiet, NULL);
+		states++;
+		ck_assert_int_ge(fs_repair(bd, quiet, NULL), 0);
+		ck_assert_int_eq(fs_verify(bd, quiet, NULL, NULL), 0);
+		if (rc >= 0)
+			break; /* the repair ran to its end within `cut` */
+		ck_assert_int_lt(cut, 100000);
+	}
+	ck_assert_uint_gt(states, 5);
+	printf("interrupted repairs checked: %u\n", states);
+	free(damaged);
+}
+END_TEST
+
 static Suite *repair_suite(void)
 {
 	Suite *s = suite_create("repair");
@@ -313,6 +375,7 @@ static Suite *repair_suite(void)
 	tcase_add_test(tc, test_wrong_magic);
 	tcase_add_test(tc, test_truncated_image);
 	tcase_add_loop_test(tc, test_random_damage, 0, 20);
+	tcase_add_test(tc, test_interrupted_repair);
 	suite_add_tcase(s, tc);
 	return s;
 }
