@@ -321,14 +321,14 @@ out_unlock:
 	return rc;
 }
 
-/* What the next CP must write.  Pending log bytes count too once they
- * pass four times the threshold: they are memory a CP gives back. */
+/* How full the open generation is: its dirty blocks, or the log bytes
+ * not yet written (memory a CP gives back), whichever is more. */
 uint64_t cp_dirty_bytes(struct fs *fs)
 {
 	uint64_t blocks = fs->bc.ndirty * (uint64_t)TFS_BLOCK_SIZE;
 	uint64_t log = ilog_pending(fs);
 
-	return log >= 4 * fs->dirty_max ? blocks + log : blocks;
+	return log > blocks ? log : blocks;
 }
 
 static void *cp_main(void *arg)

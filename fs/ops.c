@@ -92,12 +92,19 @@ static void wstr(struct rec *r, const char *s)
 	wbytes(r, s, strlen(s));
 }
 
-static void rec_begin(struct rec *r, unsigned type)
+static void rec_begin_size(struct rec *r, unsigned type, size_t hint)
 {
 	struct tfs_logrec h = { put16((uint16_t)type), put16(0), put32(0) };
 
 	memset(r, 0, sizeof(*r));
+	r->p = malloc(hint);
+	r->cap = r->p ? hint : 0;
 	rec_put(r, &h, sizeof(h));
+}
+
+static void rec_begin(struct rec *r, unsigned type)
+{
+	rec_begin_size(r, type, 256);
 }
 
 struct rd {
@@ -1078,7 +1085,7 @@ ssize_t fs_write(struct fs *fs, uint64_t ino, const void *buf, size_t size,
 		goto out;
 	if (flags & FS_WRITE_APPEND)
 		off = get64(d->i_size);
-	rec_begin(&r, TFS_OP_WRITE);
+	rec_begin_size(&r, TFS_OP_WRITE, size + 64);
 	w64(&r, ino);
 	w64(&r, off);
 	wts(&r, fs_now());
