@@ -442,23 +442,32 @@ static void check_inodes(struct vctx *v, struct fs_verify_stats *st)
 	u64vec_free(&queue);
 }
 
-static int read_dinode(struct vctx *v, uint64_t ino, struct tfs_dinode *out)
+/* Level-0 block idx of a metafile (already walked, so readable). */
+static uint8_t *read_leaf(struct vctx *v, const struct tfs_dinode *f,
+			  uint64_t idx)
 {
-	const struct tfs_dinode *f = &v->sb.s_ifile;
-	uint64_t idx = ino / TFS_INODES_PER_BLOCK;
 	struct tfs_bptr bp = f->i_root;
 	uint8_t *buf = v->blk[TFS_MAX_HEIGHT + 1];
 
 	for (int level = f->i_height; ; level--) {
 		if (!get64(bp.bp_blkno) || bdev_read(v->bd, get64(bp.bp_blkno), buf))
-			return -EIO;
+			return NULL;
 		if (level == 0)
-			break;
+			return buf;
 		memcpy(&bp, buf + ((idx >> (TFS_BPTR_SHIFT * (level - 1))) &
 				   (TFS_BPTRS_PER_BLOCK - 1)) * sizeof(bp),
 		       sizeof(bp));
 	}
-	memcpy(out, buf + (ino % TFS_INODES_PER_BLOCK) * 256, sizeof(*out));
+}
+
+static int read_dinode(struct vctx *v, uint64_t ino, struct tfs_dinode *out)
+{
+	uint8_t *buf = read_leaf(v, &v->sb.s_ifile, ino / TFS_INODES_PER_BLOCK);
+
+	if (!buf)
+		return -EIO;
+	memcpy(out, buf + (ino % TFS_INODES_PER_BLOCK) * sizeof(*out),
+	       sizeof(*out));
 	return 0;
 }
 
@@ -505,21 +514,12 @@ static void check_links(struct vctx *v)
 
 static int read_snap(struct vctx *v, uint64_t slot, struct tfs_snap *out)
 {
-	const struct tfs_dinode *f = &v->sb.s_sfile;
-	uint64_t idx = slot / TFS_SNAPS_PER_BLOCK;
-	struct tfs_bptr bp = f->i_root;
-	uint8_t *buf = v->blk[TFS_MAX_HEIGHT + 1];
+	uint8_t *buf = read_leaf(v, &v->sb.s_sfile, slot / TFS_SNAPS_PER_BLOCK);
 
-	for (int level = f->i_height; ; level--) {
-		if (!get64(bp.bp_blkno) || bdev_read(v->bd, get64(bp.bp_blkno), buf))
-			return -EIO;
-		if (level == 0)
-			break;
-		memcpy(&bp, buf + ((idx >> (TFS_BPTR_SHIFT * (level - 1))) &
-				   (TFS_BPTRS_PER_BLOCK - 1)) * sizeof(bp),
-		       sizeof(bp));
-	}
-	memcpy(out, buf + (slot % TFS_SNAPS_PER_BLOCK) * 512, sizeof(*out));
+	if (!buf)
+		return -EIO;
+	memcpy(out, buf + (slot % TFS_SNAPS_PER_BLOCK) * sizeof(*out),
+	       sizeof(*out));
 	return 0;
 }
 
