@@ -84,6 +84,15 @@ def reset_hwm(pid):
         pass
 
 
+def close_fds_under(path):
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            if os.readlink('/proc/self/fd/' + fd).startswith(path + '/'):
+                os.close(int(fd))
+        except OSError:
+            pass
+
+
 def umount(mnt):
     for _ in range(20):
         if not os.path.ismount(mnt):
@@ -842,6 +851,27 @@ def report(res, cfg, outdir, elapsed):
         f.write(text)
     print(text)
     chart(res, outdir)
+    if not cfg.smoke and not cfg.out:
+        readme_table(os.path.join(outdir, 'results.md'))
+
+
+def readme_table(results_md):
+    """Copy the latest table into bench/README.md between the markers."""
+    rd = os.path.join(HERE, 'README.md')
+    try:
+        text = open(rd).read()
+    except OSError:
+        return
+    a, b = '<!-- results -->', '<!-- /results -->'
+    if a not in text or b not in text:
+        return
+    body = open(results_md).read().split('\n', 1)[1].strip()
+    body = body.replace('\n## ', '\n#### ')
+    new = (text.split(a)[0] + a + '\n\n' + body +
+           '\n\n![twinfs/peer ratios](results/ratios.png)\n\n' + b +
+           text.split(b, 1)[1])
+    with open(rd, 'w') as f:
+        f.write(new)
 
 
 def chart(res, outdir):
@@ -909,7 +939,7 @@ def make_tree(dst, max_bytes, max_entries):
                         os.symlink(os.readlink(sp), op)
                     elif os.path.isfile(sp):
                         st = os.stat(sp)
-                        if st.st_size > 16 * MiB:
+                        if st.st_size > 64 * 1024:
                             continue
                         shutil.copy2(sp, op)
                         nbytes += st.st_size
@@ -946,7 +976,7 @@ def main():
     cfg.tree_limit = 30 if smoke else 150
     cfg.tree_slow_secs = 30 if smoke else 30
     cfg.tree_slow = set()
-    cfg.tree_bytes = (16 if smoke else 200) * MiB
+    cfg.tree_bytes = (16 if smoke else 240) * MiB
     cfg.tree_entries = 1500 if smoke else 38000
     cfg.cp_dirty = (64, 512) if smoke else (256, 4096, 32768)
     cfg.mount_sizes = ('1G', '64G') if smoke else ('1G', '16G', '256G', '1T')
@@ -966,7 +996,7 @@ def main():
     t_start = time.monotonic()
     rc = 0
     try:
-        log('work dir', tmp, '(same disk as /var/tmp; native = a plain directory there)')
+        log('work dir', tmp, '(all images on the disk of /var/tmp)')
         tb, te = make_tree(os.path.join(tmp, 'tree-src'), cfg.tree_bytes,
                            cfg.tree_entries)
         cfg.tree_src = os.path.join(tmp, 'tree-src')
@@ -1027,6 +1057,7 @@ def main():
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        close_fds_under(tmp)    # an interrupted workload's open file: busy mount
         for s in reversed(systems):
             try:
                 s.cleanup()
@@ -1035,7 +1066,9 @@ def main():
         for s in systems:
             if os.path.ismount(s.mnt):
                 umount(s.mnt)
-        if rc == 0 or res.data:
+        if rc:      # never overwrite a complete run's results
+            out = os.path.join(out, 'partial')
+        if res.data:
             try:
                 report(res, cfg, out, time.monotonic() - t_start)
             except Exception:
