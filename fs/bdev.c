@@ -86,6 +86,33 @@ static int file_write_run(struct bdev *bd, uint64_t blkno, void *const *bufs,
 	return 0;
 }
 
+static int file_read_run(struct bdev *bd, uint64_t blkno, void *const *bufs,
+			 unsigned n)
+{
+	struct file_dev *f = bd->priv;
+	struct iovec iov[256];
+	ssize_t k;
+
+	if (n > 256)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++) {
+		iov[i].iov_base = bufs[i];
+		iov[i].iov_len = TFS_BLOCK_SIZE;
+	}
+	do
+		k = preadv(f->fd, iov, (int)n, (off_t)(blkno * TFS_BLOCK_SIZE));
+	while (k < 0 && errno == EINTR);
+	if (k < 0)
+		return -errno;
+	if ((size_t)k != (size_t)n * TFS_BLOCK_SIZE) /* short: block by block */
+		for (unsigned i = 0; i < n; i++) {
+			int rc = file_read(bd, blkno + i, bufs[i]);
+			if (rc)
+				return rc;
+		}
+	return 0;
+}
+
 static int file_flush(struct bdev *bd)
 {
 	struct file_dev *f = bd->priv;
@@ -103,7 +130,7 @@ static void file_close(struct bdev *bd)
 
 static const struct bdev_ops file_ops = {
 	.read = file_read, .write = file_write, .write_run = file_write_run,
-	.flush = file_flush, .close = file_close,
+	.read_run = file_read_run, .flush = file_flush, .close = file_close,
 };
 
 int bdev_file_open(const char *path, bool ro, struct bdev **out)
@@ -235,6 +262,21 @@ int bdev_write_run(struct bdev *bd, uint64_t blkno, void *const *bufs,
 		return bd->ops->write_run(bd, blkno, bufs, n);
 	for (unsigned i = 0; i < n; i++) {
 		int rc = bd->ops->write(bd, blkno + i, bufs[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int bdev_read_run(struct bdev *bd, uint64_t blkno, void *const *bufs,
+		  unsigned n)
+{
+	if (blkno + n > bd->nblocks || blkno + n < blkno)
+		return -EIO;
+	if (bd->ops->read_run && n > 1)
+		return bd->ops->read_run(bd, blkno, bufs, n);
+	for (unsigned i = 0; i < n; i++) {
+		int rc = bd->ops->read(bd, blkno + i, bufs[i]);
 		if (rc)
 			return rc;
 	}

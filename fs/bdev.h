@@ -24,6 +24,8 @@ struct bdev_ops {
 	/* optional: n consecutive blocks from blkno in one call */
 	int (*write_run)(struct bdev *bd, uint64_t blkno, void *const *bufs,
 			 unsigned n);
+	int (*read_run)(struct bdev *bd, uint64_t blkno, void *const *bufs,
+			unsigned n);
 };
 
 struct bdev {
@@ -48,6 +50,8 @@ int bdev_write(struct bdev *bd, uint64_t blkno, const void *buf);
 /* n consecutive blocks; one system call where the back end allows */
 int bdev_write_run(struct bdev *bd, uint64_t blkno, void *const *bufs,
 		   unsigned n);
+int bdev_read_run(struct bdev *bd, uint64_t blkno, void *const *bufs,
+		  unsigned n);
 int bdev_flush(struct bdev *bd);
 void bdev_close(struct bdev *bd);
 

@@ -141,6 +141,53 @@ static int find_slot(struct fs *fs, uint64_t owner, uint8_t level,
 	return 0;
 }
 
+#define READAHEAD 32
+
+/* A miss on data block idx: read it and the blocks after it under the
+ * same parent in one call, as long as they lie next to each other on
+ * disk (a CP writes a file's blocks in runs).  Each is checked against
+ * its own pointer; one that does not match is simply not cached. */
+static void readahead(struct fs *fs, uint64_t owner, uint64_t idx,
+		      struct buf *parent)
+{
+	const struct tfs_bptr *e = entries(parent);
+	unsigned first = idx & (TFS_BPTRS_PER_BLOCK - 1), n = 0;
+	uint64_t start = get64(e[first].bp_blkno);
+	struct buf *bufs[READAHEAD];
+	void *data[READAHEAD];
+
+	while (n < READAHEAD && first + n < TFS_BPTRS_PER_BLOCK &&
+	       get64(e[first + n].bp_blkno) == start + n &&
+	       !bcache_find(&fs->bc, owner, 0, idx + n))
+		n++;
+	if (n < 2 || start < TFS_LOG_START + get64(fs->sb.s_log_blocks) ||
+	    start + n > get64(fs->sb.s_nblocks))
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		bufs[i] = bcache_new(&fs->bc, owner, 0, idx + i);
+		if (!bufs[i]) {
+			n = i;
+			break;
+		}
+		data[i] = bufs[i]->data;
+	}
+	if (n && bdev_read_run(fs->bd, start, data, n)) {
+		for (unsigned i = 0; i < n; i++) /* buf_get retries alone */
+			bcache_drop(&fs->bc, bufs[i]);
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		le64 sum[2];
+		csum_block(bufs[i]->data, TFS_BLOCK_SIZE, sum);
+		if (!csum_equal(sum, e[first + i].bp_csum)) {
+			bcache_drop(&fs->bc, bufs[i]); /* buf_get reports it */
+			continue;
+		}
+		bufs[i]->bp = e[first + i];
+		bufs[i]->io_gen = get64(e[first + i].bp_birth);
+	}
+}
+
 int buf_get(struct fs *fs, uint64_t owner, uint8_t level, uint64_t idx,
 	    unsigned flags, struct buf **out)
 {
@@ -177,6 +224,13 @@ int buf_get(struct fs *fs, uint64_t owner, uint8_t level, uint64_t idx,
 		return rc;
 	}
 	bp = *slot;
+	if (level == 0 && parent)
+		readahead(fs, owner, idx, parent);
+	b = bcache_find(&fs->bc, owner, level, idx);
+	if (b) {
+		*out = b;
+		return 0;
+	}
 	b = bcache_new(&fs->bc, owner, level, idx);
 	if (!b)
 		return -ENOMEM;
