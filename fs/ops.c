@@ -744,10 +744,17 @@ int ops_replay(struct fs *fs, const uint8_t *rec, size_t len, unsigned type)
 
 /* ---- the live path ------------------------------------------------------- */
 
-/* Space every CP needs for map blocks, beyond the dirty buffers. */
+/* Space the next CP needs beyond the dirty buffers: map blocks for its
+ * allocations (sequential: few), map blocks for the frees waiting in
+ * `later` (scattered: up to one each) and deadlist blocks for them. */
 static uint64_t cp_margin(struct fs *fs)
 {
-	return 64 + fs->bc.ndirty / 64;
+	uint64_t frees = fs->al.later.n / 2;
+	uint64_t maps = (get64(fs->sb.s_nblocks) + TFS_BITS_PER_BLOCK - 1) /
+			TFS_BITS_PER_BLOCK;
+
+	return 64 + fs->bc.ndirty / 64 + (frees < maps ? frees : maps) +
+	       frees / TFS_DEAD_PER_BLOCK;
 }
 
 int ops_space(struct fs *fs, uint64_t need, bool deleting)
