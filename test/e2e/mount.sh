@@ -167,6 +167,29 @@ EOF
 }
 run_step "-o ro: writes fail with EROFS, reads work" t_ro
 
+# snapshots through twinfsctl and MNT/.snapshot/NAME
+t_snapshots() {
+	local ctl=$BUILD/tools/twinfsctl rc
+	tfs_mount "$IMG" "$MNT" || return 1
+	(
+		set -e
+		echo v1 >"$MNT/snapfile"
+		"$ctl" snapshot create "$MNT" s1
+		echo v2 >"$MNT/snapfile"
+		expect_eq "live file" v2 "$(cat "$MNT/snapfile")"
+		expect_eq "file in the snapshot" v1 "$(cat "$MNT/.snapshot/s1/snapfile")"
+		"$ctl" snapshot list "$MNT" | grep -q s1
+		expect_fail "write into a snapshot" "Read-only file system" \
+			touch "$MNT/.snapshot/s1/new"
+		"$ctl" snapshot delete "$MNT" s1
+		! "$ctl" snapshot list "$MNT" | grep -q s1
+	)
+	rc=$?
+	tfs_umount "$MNT" || return 1
+	[ $rc -eq 0 ] && tfs_fsck_clean "$IMG"
+}
+run_step "snapshots: create, read old data under .snapshot, delete" t_snapshots
+
 t_mkfs_refuses() {
 	local sum
 	tfs_mkfs "$TMP/small.img" 64m
