@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -371,6 +372,25 @@ static void print_summary(const struct mkfs_args *a, const struct tfs_super *sb)
 	printf("  format:      version %u\n", get32(sb->s_version));
 }
 
+/* Whether IMAGE is the source of a mount (a running twinfs daemon, or a
+ * mounted block device).  Formatting it would destroy a live file system,
+ * so this is refused even with -f. */
+static bool is_mounted(const char *image)
+{
+	char *real = realpath(image, NULL);
+	char line[4096], src[4096];
+	bool found = false;
+	FILE *f = fopen("/proc/self/mounts", "re");
+
+	while (f && real && !found && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%4095s", src) == 1 && strcmp(src, real) == 0)
+			found = true;
+	if (f)
+		fclose(f);
+	free(real);
+	return found;
+}
+
 /* Open (creating it sparse if needed) and size the image.  Returns the
  * size in bytes of the file system to make; sets *created. */
 static uint64_t prepare_image(const struct mkfs_args *a, bool *created)
@@ -406,6 +426,8 @@ static uint64_t prepare_image(const struct mkfs_args *a, bool *created)
 	}
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
 		die("%s is neither a regular file nor a block device", a->image);
+	if (is_mounted(a->image))
+		die("%s is mounted; unmount it first", a->image);
 	fd = open(a->image, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		die("cannot open %s: %s", a->image, strerror(errno));

@@ -154,6 +154,8 @@ t_ro() {
 		expect_fail "touch on ro" "Read-only file system" touch "$MNT/new"
 		expect_fail "mkdir on ro" "Read-only file system" mkdir "$MNT/newdir"
 		expect_fail "rm on ro" "Read-only file system" rm "$MNT/hello"
+		expect_fail "mkfs -f on a mounted image" "is mounted" "$MKFS" -f "$IMG"
+		expect_fail "fsck -y on a mounted image" "is mounted" "$FSCK" -y "$IMG"
 		py "$MNT/hello" <<'EOF'
 expect_err(errno.EROFS, os.open, sys.argv[1], os.O_WRONLY)
 expect_err(errno.EROFS, os.truncate, sys.argv[1], 0)
@@ -165,7 +167,7 @@ EOF
 	tfs_umount "$MNT" || return 1
 	[ $rc -eq 0 ] && tfs_fsck_clean "$IMG"
 }
-run_step "-o ro: writes fail with EROFS, reads work" t_ro
+run_step "-o ro: EROFS on writes; mkfs -f and fsck -y refuse a mounted image" t_ro
 
 # snapshots through twinfsctl and MNT/.snapshot/NAME
 t_snapshots() {
