@@ -9,7 +9,7 @@ set -uo pipefail
 dir=$(cd "$(dirname "$0")" && pwd)
 failed=()
 start=$SECONDS
-for t in mount.sh posix.sh; do
+for t in mount.sh posix.sh snapshot.sh; do
 	if ! "$dir/$t"; then
 		failed+=("$t")
 	fi
