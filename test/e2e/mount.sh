@@ -74,8 +74,11 @@ t_mount_t() {
 	local pid
 	if ! PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		command -v twinfs >/dev/null; then
-		ln -s "$TWINFS" /usr/local/bin/twinfs || return 1
-		CLEANUP_FILES+=(/usr/local/bin/twinfs)
+		# (another run may have made the link meanwhile: then use it)
+		if ln -s "$TWINFS" /usr/local/bin/twinfs 2>/dev/null; then
+			CLEANUP_FILES+=(/usr/local/bin/twinfs)
+		fi
+		[ -x /usr/local/bin/twinfs ] || die "cannot link /usr/local/bin/twinfs" || return 1
 	fi
 	mount -t fuse.twinfs "$IMG" "$MNT" || return 1
 	MOUNTS+=("$MNT")
