@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * test_cp.c - consistency points and the intent log, measured at the
+ * device: a CP's cost follows the blocks it writes, not the file system's
+ * size; the write-anywhere guard stops a write to a committed block;
+ * concurrent fsyncs share flushes (group commit); O_SYNC writes survive a
+ * crash; a block whose checksum does not match reads as EIO.
+ */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "format.h"
+#include "harness.h"
+
+/* A device that counts writes and flushes of another. */
+struct count_dev {
+	struct bdev *inner;
+	pthread_mutex_t lock;
+	unsigned long writes, flushes;
+	unsigned flush_us;
+};
+
+static int cnt_read(struct bdev *b, uint64_t blkno, void *buf)
+{
+	return bdev_read(((struct count_dev *)b->priv)->inner, blkno, buf);
+}
+
+static int cnt_write(struct bdev *b, uint64_t blkno, const void *buf)
+{
+	struct count_dev *c = b->priv;
+
+	pthread_mutex_lock(&c->lock);
+	c->writes++;
+	pthread_mutex_unlock(&c->lock);
+	return bdev_write(c->inner, blkno, buf);
+}
+
+static int cnt_flush(struct bdev *b)
+{
+	struct count_dev *c = b->priv;
+
+	pthread_mutex_lock(&c->lock);
+	c->flushes++;
+	pthread_mutex_unlock(&c->lock);
+	usleep(c->flush_us); /* a real device takes a while to flush */
+	return bdev_flush(c->inner);
+}
+
+static const struct bdev_ops cnt_ops = {
+	.read = cnt_read, .write = cnt_write, .flush = cnt_flush,
+};
+
+static void count_init(struct count_dev *c, struct bdev *outer,
+		       struct bdev *inner)
+{
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	c->inner = inner;
+	memset(outer, 0, sizeof(*outer));
+	outer->ops = &cnt_ops;
+	outer->nblocks = inner->nblocks;
+	outer->priv = c;
+}
+
+/* Blocks a CP writes after a one-byte change, with `files` files. */
+static unsigned long cp_cost(unsigned files)
+{
+	struct bdev *img = h_image(65536), outer;
+	struct count_dev c;
+	struct fs *fs;
+	uint64_t ino, dir;
+	unsigned long w;
+
+	count_init(&c, &outer, img);
+	fs = h_mount(&outer, false);
+	dir = h_mkdir(fs, 1, "d");
+	for (unsigned i = 0; i < files; i++) {
+		char n[32];
+		snprintf(n, sizeof(n), "file-%u", i);
+		fs_forget(fs, h_create(fs, dir, n), 1);
+	}
+	ino = h_create(fs, 1, "target");
+	ck_assert_int_eq(fs_cp(fs), 0);
+	c.writes = 0;
+	h_write(fs, ino, "x", 1, 100);
+	ck_assert_int_eq(fs_cp(fs), 0);
+	w = c.writes;
+	fs_forget(fs, ino, 1);
+	h_unmount(fs);
+	h_verify(img);
+	bdev_close(img);
+	return w;
+}
+
+START_TEST(test_cp_cost_follows_change)
+{
+	unsigned long small = cp_cost(10), big = cp_cost(20000);
+
+	printf("CP after a 1-byte write: %lu blocks with 10 files, %lu with 20000\n",
+	       small, big);
+	/* data, inode block, inode-file indirect, map, superblock: a few */
+	ck_assert_uint_le(small, 8);
+	ck_assert_uint_le(big, small + 2);
+}
+END_TEST
+
+/* The debug guard aborts a write to a block the durable root uses. */
+START_TEST(test_guard_catches_overwrite)
+{
+	struct bdev *img = h_image(4096);
+	struct fs *fs = h_mount(img, false);
+	uint64_t ino = h_create(fs, 1, "f");
+	uint8_t blk[TFS_BLOCK_SIZE] = { 0 };
+	struct fs_attr a;
+
+	h_write(fs, ino, "data", 4, 0);
+	ck_assert_int_eq(fs_cp(fs), 0);
+	ck_assert_int_eq(fs_getattr(fs, ino, &a), 0);
+	/* the root's inode file block is committed: the guard must stop a
+	 * write to it */
+	{
+		struct tfs_super sb;
+		uint8_t raw[TFS_BLOCK_SIZE];
+		uint64_t gen0, gen1;
+		ck_assert_int_eq(bdev_read(img, 0, raw), 0);
+		memcpy(&sb, raw, sizeof(sb));
+		gen0 = get64(sb.s_gen);
+		ck_assert_int_eq(bdev_read(img, 1, raw), 0);
+		gen1 = get64(((struct tfs_super *)raw)->s_gen);
+		if (gen0 < gen1)
+			memcpy(&sb, raw, sizeof(sb));
+		bdev_write(img, get64(sb.s_ifile.i_root.bp_blkno), blk);
+	}
+	ck_abort_msg("the write-anywhere guard did not stop the write");
+}
+END_TEST
+
+struct syncer {
+	struct fs *fs;
+	uint64_t ino;
+	int n;
+};
+
+static void *fsync_loop(void *arg)
+{
+	struct syncer *s = arg;
+
+	for (int i = 0; i < s->n; i++) {
+		char b[64];
+		snprintf(b, sizeof(b), "%d", i);
+		ck_assert_int_eq(fs_write(s->fs, s->ino, b, strlen(b),
+					  (uint64_t)i * 64, 0), (ssize_t)strlen(b));
+		ck_assert_int_eq(fs_fsync(s->fs, s->ino, false), 0);
+	}
+	return NULL;
+}
+
+START_TEST(test_group_commit)
+{
+	struct bdev *img = h_image(16384), outer;
+	struct count_dev c;
+	struct syncer s[8];
+	pthread_t t[8];
+	struct fs *fs;
+
+	count_init(&c, &outer, img);
+	c.flush_us = 1000;
+	fs = h_mount(&outer, false);
+	c.flushes = 0;
+	for (int i = 0; i < 8; i++) {
+		char n[16];
+		snprintf(n, sizeof(n), "f%d", i);
+		s[i] = (struct syncer){ fs, h_create(fs, 1, n), 50 };
+	}
+	for (int i = 0; i < 8; i++)
+		pthread_create(&t[i], NULL, fsync_loop, &s[i]);
+	for (int i = 0; i < 8; i++)
+		pthread_join(t[i], NULL);
+	printf("400 fsyncs from 8 threads: %lu device flushes\n", c.flushes);
+	ck_assert_uint_lt(c.flushes, 300);
+	h_unmount(fs);
+	h_verify(img);
+	bdev_close(img);
+}
+END_TEST
+
+START_TEST(test_osync_survives_crash)
+{
+	struct bdev *img = h_image(4096);
+	struct fs *fs = h_mount(img, false);
+	uint64_t ino = h_create(fs, 1, "f");
+	char buf[6] = { 0 };
+
+	ck_assert_int_eq(fs_write(fs, ino, "synced", 6, 0, FS_WRITE_SYNC), 6);
+	fs_abandon(fs);       /* a crash: no CP since the write */
+	fs = h_mount(img, false);
+	ino = h_lookup(fs, 1, "f");
+	ck_assert_uint_ne(ino, 0);
+	ck_assert_int_eq(fs_read(fs, ino, buf, 6, 0), 6);
+	ck_assert_int_eq(memcmp(buf, "synced", 6), 0);
+	fs_forget(fs, ino, 1);
+	h_unmount(fs);
+	h_verify(img);
+	bdev_close(img);
+}
+END_TEST
+
+struct find_data {
+	uint64_t blkno;
+};
+
+static int first_data(void *ctx, unsigned level, uint64_t idx,
+		      uint64_t blkno, uint64_t birth)
+{
+	struct find_data *f = ctx;
+
+	if (level == 0) {
+		f->blkno = blkno;
+		return 1;
+	}
+	return 0;
+}
+
+START_TEST(test_checksum_mismatch_is_eio)
+{
+	struct bdev *img = h_image(4096);
+	struct fs *fs = h_mount(img, false);
+	uint64_t ino = h_create(fs, 1, "f");
+	struct find_data f = { 0 };
+	char buf[4096];
+
+	memset(buf, 'a', sizeof(buf));
+	h_write(fs, ino, buf, sizeof(buf), 0);
+	fs_forget(fs, ino, 1);
+	h_unmount(fs);
+	fs = h_mount(img, true);
+	ino = h_lookup(fs, 1, "f");
+	ck_assert_int_eq(fs_bmap(fs, ino, first_data, &f), 0);
+	fs_forget(fs, ino, 1);
+	h_unmount(fs);
+	ck_assert_uint_gt(f.blkno, 0);
+	bdev_mem_data(img)[f.blkno * TFS_BLOCK_SIZE + 7] ^= 1;
+	fs = h_mount(img, true);
+	ino = h_lookup(fs, 1, "f");
+	ck_assert_int_eq(fs_read(fs, ino, buf, sizeof(buf), 0), -EIO);
+	fs_forget(fs, ino, 1);
+	h_unmount(fs);
+	bdev_close(img);
+}
+END_TEST
+
+static Suite *cp_suite(void)
+{
+	Suite *s = suite_create("cp");
+	TCase *tc = tcase_create("cp");
+
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_cp_cost_follows_change);
+#ifdef TFS_DEBUG
+	tcase_add_test_raise_signal(tc, test_guard_catches_overwrite, SIGABRT);
+#endif
+	tcase_add_test(tc, test_group_commit);
+	tcase_add_test(tc, test_osync_survives_crash);
+	tcase_add_test(tc, test_checksum_mismatch_is_eio);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	h_quiet_log();
+	sr = srunner_create(cp_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
