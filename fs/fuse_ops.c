@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>    /* RENAME_NOREPLACE, RENAME_EXCHANGE */
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,7 +70,16 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* the kernel page cache for writes is not used yet: every write
 	 * reaches us in order, which the intent log relies on */
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	/* O_TRUNC arrives as a setattr before the open */
 	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+	/* no lookup of "." / ".." by inode number for NFS export */
+	conn->want &= ~(unsigned)FUSE_CAP_EXPORT_SUPPORT;
+	/* the core does not clear setuid/setgid on write, chown or
+	 * truncate: the kernel does it with a setattr of the mode */
+	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+#ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
+	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV_V2;
+#endif
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -206,6 +216,12 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname,
 		      unsigned int flags)
 {
+	/* RENAME_WHITEOUT and anything newer are not ours */
+	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE) ||
+	    flags == (RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
 	fuse_reply_err(req, -fs_rename(tf(req)->fs, parent, name, newparent,
 				       newname, flags));
 }

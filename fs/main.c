@@ -11,7 +11,9 @@
  * SIGINT, SIGHUP) ends with fs_unmount, which writes a final CP.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +126,46 @@ static void usage(const char *prog)
 	fuse_lowlevel_help();
 }
 
+/*
+ * Stopgap until bdev_file_open locks the image itself: a second
+ * read-write mount of the same image would write its own CPs over the
+ * first one's.  An open file description lock (not flock, so it cannot
+ * clash with one bdev.c may take) shared for ro, exclusive otherwise.
+ * The fd stays open, and locked, in the daemon after the fork.
+ */
+static int image_lock(const char *path, bool ro, int *fdp)
+{
+	struct flock fl = { .l_type = ro ? F_RDLCK : F_WRLCK,
+			    .l_whence = SEEK_SET };
+	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		int rc = errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+		close(fd);
+		return rc;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+/* What fs_mount's error means to someone mounting an image. */
+static const char *mount_error(int rc)
+{
+	switch (rc) {
+	case -EINVAL:
+		return "not a twinfs image";
+	case -EUCLEAN:
+	case -EBADMSG:
+		return "not a twinfs image or damaged (run fsck.twinfs)";
+	case -EPROTONOSUPPORT:
+		return "unsupported on-disk format version";
+	default:
+		return strerror(-rc);
+	}
+}
+
 static int daemonized;
 
 static void log_fn(int level, const char *msg)
@@ -134,11 +176,19 @@ static void log_fn(int level, const char *msg)
 		fprintf(stderr, "twinfs: %s\n", msg);
 }
 
-static int add_arg(struct fuse_args *args, const char *fmt, const char *s)
+/* -o NAME=VALUE with the commas and backslashes of VALUE escaped, as
+ * fuse_opt_parse splits option lists at unescaped commas. */
+static int add_opt(struct fuse_args *args, const char *name, const char *val)
 {
-	char buf[PATH_MAX + 64];
+	char buf[2 * PATH_MAX + 64];
+	size_t n = (size_t)snprintf(buf, sizeof(buf), "-o%s=", name);
 
-	snprintf(buf, sizeof(buf), fmt, s);
+	for (; *val && n + 3 < sizeof(buf); val++) {
+		if (*val == ',' || *val == '\\')
+			buf[n++] = '\\';
+		buf[n++] = *val;
+	}
+	buf[n] = 0;
 	return fuse_opt_add_arg(args, buf);
 }
 
@@ -152,7 +202,7 @@ int main(int argc, char **argv)
 	struct ctl *ctl = NULL;
 	char image[PATH_MAX];
 	struct bdev *bd = NULL;
-	int rc, ret = 1;
+	int rc, ret = 1, lock_fd = -1;
 
 	fs_set_log(log_fn);
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) == -1)
@@ -182,7 +232,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (fuse_opt_add_arg(&args, "-odefault_permissions") ||
-	    add_arg(&args, "-ofsname=%s", image) ||
+	    add_opt(&args, "fsname", image) ||
 	    fuse_opt_add_arg(&args, "-osubtype=twinfs"))
 		return 1;
 	if (fuse_parse_cmdline(&args, &copts) != 0)
@@ -191,9 +241,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "twinfs: no mountpoint\n");
 		goto out_args;
 	}
-	rc = bdev_file_open(image, o.ro, &bd);
+	rc = image_lock(image, o.ro, &lock_fd);
+	if (rc == -EBUSY) {
+		fprintf(stderr, "twinfs: %s: in use by another mount\n",
+			o.image);
+		goto out_args;
+	}
+	if (!rc)
+		rc = bdev_file_open(image, o.ro, &bd);
 	if (rc) {
-		fprintf(stderr, "twinfs: %s: %s\n", image, strerror(-rc));
+		fprintf(stderr, "twinfs: %s: %s\n", o.image, strerror(-rc));
 		goto out_args;
 	}
 	fo.ro = o.ro;
@@ -208,15 +265,16 @@ int main(int argc, char **argv)
 	fo.inval_arg = &t;
 	rc = fs_mount(bd, &fo, &t.fs);
 	if (rc) {
-		fprintf(stderr, "twinfs: %s: %s\n", image,
-			rc == -EINVAL ? "not a twinfs image" :
-			rc == -EUCLEAN || rc == -EBADMSG ?
-			"damaged (run fsck.twinfs)" : strerror(-rc));
+		fprintf(stderr, "twinfs: %s: %s\n", o.image, mount_error(rc));
 		goto out_bdev;
 	}
 	t.se = fuse_session_new(&args, &tfuse_ops, sizeof(tfuse_ops), &t);
 	if (!t.se)
 		goto out_fs;
+	/* libfuse leaves an ignored signal ignored; a shell starts
+	 * background jobs with SIGINT ignored, yet kill -INT must unmount */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	if (fuse_set_signal_handlers(t.se))
 		goto out_session;
 	if (fuse_session_mount(t.se, copts.mountpoint))
@@ -245,11 +303,15 @@ int main(int argc, char **argv)
 		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(cfg, copts.clone_fd);
 		fuse_loop_cfg_set_max_threads(cfg, copts.max_threads);
-		fuse_loop_cfg_set_idle_threads(cfg, copts.max_idle_threads);
+		/* UINT_MAX: not given (libfuse would log it as invalid) */
+		fuse_loop_cfg_set_idle_threads(cfg,
+			copts.max_idle_threads == UINT_MAX ? 10 :
+			copts.max_idle_threads);
 		rc = fuse_session_loop_mt(t.se, cfg);
 		fuse_loop_cfg_destroy(cfg);
 	}
-	ret = rc ? 1 : 0;
+	/* a signal ends the loop with its number: a normal way out */
+	ret = rc < 0 ? 1 : 0;
 	ctl_stop(ctl);
 out_unmount:
 	fuse_session_unmount(t.se);
@@ -269,6 +331,8 @@ out_fs:
 out_bdev:
 	bdev_close(bd);
 out_args:
+	if (lock_fd >= 0)
+		close(lock_fd);
 	free(copts.mountpoint);
 	fuse_opt_free_args(&args);
 	free(o.image);
