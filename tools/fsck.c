@@ -227,6 +227,7 @@ static void json_list(const char *key, const struct msgs *m)
 
 struct result {
 	struct fs_verify_stats st;
+	struct msgs fixes;        /* what -y repaired */
 	int problems;             /* from the last verify */
 	int repairs;
 	bool replayed;
@@ -255,7 +256,6 @@ static int replay_log(struct bdev *bd)
 static int check(const struct fsck_args *a, struct bdev *bd, struct msgs *m,
 		 struct result *r)
 {
-	struct msgs fixes = { .echo = !a->json, .prefix = "repaired: " };
 	const char *label;
 	int rc;
 
@@ -282,9 +282,10 @@ static int check(const struct fsck_args *a, struct bdev *bd, struct msgs *m,
 	}
 	if (r->problems && a->mode == MODE_YES) {
 		progress(a, 2, 0, 1, label);
-		rc = fs_repair(bd, msgs_add, &fixes);
+		r->fixes.echo = !a->json;
+		r->fixes.prefix = "repaired: ";
+		rc = fs_repair(bd, msgs_add, &r->fixes);
 		progress(a, 2, 1, 1, label);
-		msgs_clear(&fixes);
 		if (rc < 0) {
 			r->error = "repair failed";
 			return rc;
@@ -322,6 +323,7 @@ static void print_json(const struct fsck_args *a, const struct result *r,
 		json_str(r->error);
 	}
 	json_list("problems", m);
+	json_list("repaired", &r->fixes);
 	printf(",\n  \"exit\": %d\n}\n", status);
 }
 
@@ -392,6 +394,7 @@ int main(int argc, char **argv)
 		if (a.json)
 			print_json(&a, &r, &m, FSCK_ERROR);
 		msgs_clear(&m);
+		msgs_clear(&r.fixes);
 		return FSCK_ERROR;
 	}
 	if (r.problems)
@@ -426,5 +429,6 @@ int main(int argc, char **argv)
 		       label, r.st.ninodes, r.st.used_blocks, r.st.total_blocks);
 	}
 	msgs_clear(&m);
+	msgs_clear(&r.fixes);
 	return status;
 }
