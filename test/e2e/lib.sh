@@ -161,7 +161,7 @@ tfs_mount() {
 	pid=$!
 	TFS_PID[$mnt]=$pid
 	MOUNTS+=("$mnt")
-	for _ in $(seq 200); do
+	for _ in $(seq 500); do
 		mountpoint -q "$mnt" && return 0
 		if ! kill -0 "$pid" 2>/dev/null; then
 			wait "$pid"
@@ -171,7 +171,7 @@ tfs_mount() {
 		fi
 		sleep 0.02
 	done
-	echo "twinfs did not mount $mnt within 4 s; its log:" >&2
+	echo "twinfs did not mount $mnt within 10 s; its log:" >&2
 	sed 's/^/    /' "$log" >&2
 	return 1
 }
