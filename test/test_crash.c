@@ -23,13 +23,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <sys/mman.h>
 
 #include "crashdev.h"
 #include "format.h"
 #include "harness.h"
 
-#define NBLOCKS   1024
+#define NBLOCKS   512
 #define MAX_OPS   24
 
 enum op { OP_CREATE, OP_WRITE, OP_OVERWRITE, OP_TRUNCATE, OP_RENAME,
@@ -47,7 +48,7 @@ struct step {
 };
 
 struct totals {
-	atomic_ulong states, failures, workloads;
+	atomic_ulong states, failures, workloads, depth2;
 };
 static struct totals *tot;   /* shared with Check's forked children */
 static bool quick;
@@ -222,10 +223,76 @@ static void bounds(const struct run *r, uint64_t n, int *kmin, int *kmax)
 	}
 }
 
+/* Depth 2: cut the power again during the recovery of a crash image
+ * (log replay, the mount's CP, the unmount's CP).  Every such image must
+ * recover to the same tree as the uninterrupted recovery did. */
+static int check_recovery_crash(struct crashdev *cd2, const char *want,
+				struct h_rng *rng, const char *desc,
+				uint64_t n)
+{
+	struct fs_opts o = { .no_cp_thread = true };
+	struct fs *fs;
+	char *dump;
+	int bad = 0, rc;
+	unsigned states = 0;
+
+	fs = h_mount_opts(cd_bdev(cd2), &o);
+	dump = h_dump_tree(fs);
+	if (strcmp(dump, want)) {
+		fprintf(stderr, "[%s] n=%llu: a second recovery of one image "
+			"gave another tree\n", desc, (unsigned long long)n);
+		bad++;
+	}
+	free(dump);
+	h_unmount(fs);
+	for (uint64_t m = 1; m <= cd_writes(cd2); m++) {
+		enum cd_policy pol = m % 2 ? CD_DROP_UNFLUSHED
+					   : CD_RANDOM_UNFLUSHED;
+		enum cd_tear tear = (enum cd_tear)(m % 3);
+		struct bdev *bd = cd_survivor(cd2, m, pol, tear, rng);
+
+		states++;
+		if ((rc = h_verify_count(bd))) {
+			fprintf(stderr, "[%s] n=%llu m=%llu: verify of a crash "
+				"during recovery: %d\n", desc,
+				(unsigned long long)n, (unsigned long long)m, rc);
+			bad++;
+		} else if ((rc = fs_mount(bd, &o, &fs))) {
+			fprintf(stderr, "[%s] n=%llu m=%llu: mount after a crash "
+				"during recovery: %d\n", desc,
+				(unsigned long long)n, (unsigned long long)m, rc);
+			bad++;
+		} else {
+			dump = h_dump_tree(fs);
+			if (strcmp(dump, want)) {
+				fprintf(stderr, "[%s] n=%llu m=%llu pol=%d "
+					"tear=%d: crash during recovery changed "
+					"the tree\n--- got:\n%s--- want:\n%s",
+					desc, (unsigned long long)n,
+					(unsigned long long)m, pol, tear, dump,
+					want);
+				bad++;
+			}
+			free(dump);
+			if ((rc = fs_unmount(fs)) || (rc = h_verify_count(bd))) {
+				fprintf(stderr, "[%s] n=%llu m=%llu: unmount or "
+					"verify: %d\n", desc,
+					(unsigned long long)n,
+					(unsigned long long)m, rc);
+				bad++;
+			}
+		}
+		bdev_close(bd);
+	}
+	atomic_fetch_add(&tot->depth2, states);
+	return bad;
+}
+
 static int check_state(struct run *r, struct crashdev *cd, uint64_t n,
 		       enum cd_policy pol, enum cd_tear tear, struct h_rng *rng,
-		       const char *desc)
+		       const char *desc, bool depth2)
 {
+	struct crashdev *cd2 = NULL;
 	struct bdev *bd = cd_survivor(cd, n, pol, tear, rng);
 	struct fs *fs = NULL;
 	char *dump;
@@ -241,6 +308,8 @@ static int check_state(struct run *r, struct crashdev *cd, uint64_t n,
 		bad = 1;
 		goto out;
 	}
+	if (depth2)
+		cd2 = cd_new(bd); /* the image before its recovery */
 	{
 		struct fs_opts o = { .no_cp_thread = true };
 		rc = fs_mount(bd, &o, &fs);
@@ -266,6 +335,8 @@ static int check_state(struct run *r, struct crashdev *cd, uint64_t n,
 			(unsigned long long)cd_writes(cd), pol, tear, other,
 			kmin, kmax, dump, kmin, r->state[kmin]);
 		bad = 1;
+	} else if (cd2) {
+		bad += check_recovery_crash(cd2, dump, rng, desc, n);
 	}
 	free(dump);
 	rc = fs_unmount(fs);
@@ -279,6 +350,7 @@ static int check_state(struct run *r, struct crashdev *cd, uint64_t n,
 		bad = 1;
 	}
 out:
+	cd_free(cd2);
 	bdev_close(bd);
 	return bad;
 }
@@ -344,7 +416,8 @@ static void run_workload(const struct step *s, int nops, uint64_t seed)
 			enum cd_tear t = plan[p].tear >= 0 ? (enum cd_tear)plan[p].tear
 				: (enum cd_tear)(h_rng_next(&rng) % 4);
 
-			bad += check_state(&r, cd, n, plan[p].pol, t, &rng, desc);
+			bad += check_state(&r, cd, n, plan[p].pol, t, &rng, desc,
+					   p == 0 && n % 4 == 0);
 			states++;
 		}
 	}
@@ -414,8 +487,10 @@ START_TEST(test_totals)
 	unsigned long states = atomic_load(&tot->states);
 	unsigned long want = quick ? 2000 : 20000;
 
-	printf("crash: %lu workloads, %lu crash states checked, %lu failed\n",
+	printf("crash: %lu workloads, %lu crash states checked (and %lu "
+	       "crashes during their recovery), %lu failed\n",
 	       (unsigned long)atomic_load(&tot->workloads), states,
+	       (unsigned long)atomic_load(&tot->depth2),
 	       (unsigned long)atomic_load(&tot->failures));
 	fflush(stdout);
 	ck_assert_uint_eq(atomic_load(&tot->failures), 0);
@@ -446,6 +521,10 @@ int main(void)
 	const char *q = getenv("TWINFS_CRASH_QUICK");
 
 	quick = q && *q && strcmp(q, "0");
+	/* Thousands of image-sized buffers: reuse freed memory instead of
+	 * mapping and faulting in fresh pages each time (halves the run). */
+	mallopt(M_MMAP_THRESHOLD, 256 << 20);
+	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	h_quiet_log();
 	h_seed_init("test_crash random sequences (iteration i uses seed + i)");
 	tot = mmap(NULL, sizeof(*tot), PROT_READ | PROT_WRITE,
