@@ -904,6 +904,10 @@ def chart(res, outdir):
         ax.axhline(1.0, color='k', lw=0.8)
         ax.axhline(1.5, color='r', lw=0.8, ls='--', label='target vs peers (1.5×)')
         ax.set_yscale('log')
+        from matplotlib.ticker import FormatStrFormatter, LogLocator
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter(''))
+        ax.yaxis.set_major_formatter(FormatStrFormatter('%g'))
         ax.set_ylabel('speed ratio (> 1: twinfs faster), log scale')
         ax.set_xticks(list(x))
         ax.set_xticklabels(labels, rotation=35, ha='right', fontsize=8)
@@ -1057,6 +1061,8 @@ def main():
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for s in systems:
+            s.logf.close()
         close_fds_under(tmp)    # an interrupted workload's open file: busy mount
         for s in reversed(systems):
             try:
@@ -1074,6 +1080,14 @@ def main():
             except Exception:
                 import traceback
                 traceback.print_exc()
+        if rc:
+            for s in systems:
+                try:
+                    tail = open(s.logf.name, errors='replace').read()[-1500:]
+                    if tail.strip():
+                        log('%s daemon log (tail):\n%s' % (s.name, tail))
+                except OSError:
+                    pass
         shutil.rmtree(tmp, ignore_errors=True)
         left = [l for l in open('/proc/self/mounts') if 'twinfs-bench.' in l]
         if left:
