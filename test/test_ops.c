@@ -6,6 +6,7 @@
  * ENOSPC and persistence.  Every test ends with fs_verify.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -683,6 +684,7 @@ END_TEST
 struct rd {
 	char **names;
 	uint64_t *inos;
+	unsigned *types;
 	size_t n, cap, stop_after, taken;
 	uint64_t cookie;
 };
@@ -698,7 +700,9 @@ static int rd_fill(void *ctx, const char *name, uint64_t ino, unsigned dtype,
 		r->cap = r->cap ? r->cap * 2 : 256;
 		r->names = realloc(r->names, r->cap * sizeof(*r->names));
 		r->inos = realloc(r->inos, r->cap * sizeof(*r->inos));
+		r->types = realloc(r->types, r->cap * sizeof(*r->types));
 	}
+	r->types[r->n] = dtype;
 	r->names[r->n] = strdup(name);
 	r->inos[r->n++] = ino;
 	r->taken++;
@@ -726,6 +730,7 @@ static void rd_free(struct rd *r)
 		free(r->names[i]);
 	free(r->names);
 	free(r->inos);
+	free(r->types);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -792,6 +797,14 @@ START_TEST(test_readdir_cookies)
 	ck_assert_uint_eq(r.n, 3);
 	ck_assert_str_eq(r.names[2], "d");
 	ck_assert_uint_eq(r.inos[2], d);
+	ck_assert_uint_eq(r.types[0], DT_DIR);
+	ck_assert_uint_eq(r.types[2], DT_DIR);
+	ck_assert_uint_eq(r.inos[0], ROOT);
+	rd_free(&r);
+	read_dir(d, 0, &r);
+	ck_assert_uint_eq(r.inos[1], ROOT);   /* ".." */
+	for (size_t i = 2; i < r.n; i++)
+		ck_assert_uint_eq(r.types[i], DT_REG);
 	rd_free(&r);
 }
 END_TEST
