@@ -523,7 +523,18 @@ static int repair_round(struct bdev *bd, struct rctx *r, bool full)
 int fs_repair(struct bdev *bd, fs_report_t report, void *ctx)
 {
 	struct rctx r = { .report = report, .ctx = ctx };
+	uint8_t *blk = malloc(TFS_BLOCK_SIZE);
 	int rc = 0, before;
+
+	/* a damaged slot: the rounds' CPs write both slots anew */
+	for (unsigned slot = 0; blk && slot < TFS_SB_SLOTS; slot++) {
+		int src = bdev_read(bd, slot, blk);
+		if (!src)
+			src = fs_super_check(blk, bd->nblocks);
+		if (src && src != -EINVAL)
+			fixed(&r, "superblock slot %u was damaged: rewritten", slot);
+	}
+	free(blk);
 
 	/* Damage shared with a snapshot shows in the snapshot's tree only
 	 * once the live tree has let go of it: repeat until a round finds

@@ -678,6 +678,9 @@ static int verify_run(struct bdev *bd, fs_report_t report, void *rctx,
 			       "no valid superblock");
 		return rc;
 	}
+	/* A damaged slot is not counted: a crash tearing the superblock
+	 * write is a normal state, and mount falls back to the other slot.
+	 * fsck -y reports it and its CPs rewrite it (repair.c). */
 	nb = get64(v.sb.s_nblocks);
 	bytes = (nb + 7) / 8;
 	v.ref = calloc(1, bytes);
