@@ -140,6 +140,22 @@ t_keep_cps() {
 	tfs_umount "$mnt" && tfs_fsck_clean "$img"
 }
 
+t_dump() {
+	local dump=$BUILD/tools/twinfs-dump out
+	out=$("$dump" "$IMG")
+	grep -q "^slot 0: valid" <<<"$out" || die "dump super: $out"
+	grep -q "^current: generation" <<<"$out" || die "dump super: $out"
+	"$dump" --json "$IMG" | py -c 'import json,sys; d=json.load(sys.stdin); assert len(d["slots"]) == 2' ||
+		die "dump --json super"
+	"$dump" "$IMG" snapshots | grep -q "^first\|^second\|NAME" || die "dump snapshots"
+	"$dump" "$IMG" inode /dir/file | grep -q "size" || die "dump inode by path"
+	"$dump" --json "$IMG" map /dir/file | py -c 'import json,sys; m=json.load(sys.stdin); assert m and m[0]["block"] > 0' ||
+		die "dump map"
+	"$dump" "$IMG" block 0 | head -1 | grep -q "^0000 " || die "dump block"
+	expect_fail "dump of a missing path" "No such file" "$dump" "$IMG" inode /nope
+	expect_fail "dump of a block past the end" "not a block number" "$dump" "$IMG" block 999999999
+}
+
 t_visible() {
 	local img=$TMP/vis.img mnt=$TMP/vis
 	tfs_mkfs "$img" 64M && tfs_mount "$img" "$mnt" -o snapdir=visible
@@ -156,6 +172,10 @@ run_test "diff: + M R" t_diff
 run_test "rollback (refused, then --force)" t_rollback
 run_test "delete returns the space" t_delete_frees
 run_step "unmount, fsck clean" eval 'tfs_umount "$MNT" && tfs_fsck_clean "$IMG"'
+run_step "a file for twinfs-dump" eval 'tfs_mount "$IMG" "$MNT" && mkdir -p "$MNT/dir" &&
+	dd if=/dev/urandom of="$MNT/dir/file" bs=64k count=4 status=none &&
+	tfs_umount "$MNT"'
+run_test "twinfs-dump: super, snapshots, inode, map, block" t_dump
 run_step "keep_cps" t_keep_cps
 run_step "snapdir=visible" t_visible
 summary
