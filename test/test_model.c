@@ -271,7 +271,8 @@ static char *m_dump(struct model *m)
 /* ---- operations: records applied to the model and to the fs ---- */
 
 enum mop_kind { M_CREATE, M_MKDIR, M_SYMLINK, M_WRITE, M_TRUNC, M_UNLINK,
-		M_RMDIR, M_RENAME, M_LINK, M_SETX, M_RMX, M_PUNCH, M_KINDS };
+		M_RMDIR, M_RENAME, M_LINK, M_SETX, M_RMX, M_PUNCH, M_ZERO,
+		M_KINDS };
 
 struct mop {
 	enum mop_kind kind;
@@ -320,6 +321,13 @@ static void m_apply(struct model *m, const struct mop *o, int k)
 			memset(x->data + o->off, 0,
 			       (o->off + o->len > x->size ? x->size :
 				o->off + o->len) - o->off);
+		x->hash_ok = false;
+		break;
+	case M_ZERO: /* ZERO_RANGE without KEEP_SIZE: may extend */
+		x = &m->n[o->node];
+		memset(x->data + o->off, 0, o->len);
+		if (o->off + o->len > x->size)
+			x->size = o->off + o->len;
 		x->hash_ok = false;
 		break;
 	case M_UNLINK: case M_RMDIR:
@@ -424,6 +432,10 @@ static uint64_t fs_apply(const struct mop *o)
 	case M_PUNCH:
 		rc = fs_fallocate(fs, m->n[o->node].ino, FALLOC_FL_PUNCH_HOLE |
 				  FALLOC_FL_KEEP_SIZE, o->off, o->len);
+		break;
+	case M_ZERO:
+		rc = fs_fallocate(fs, m->n[o->node].ino, FALLOC_FL_ZERO_RANGE,
+				  o->off, o->len);
 		break;
 	case M_UNLINK:
 		rc = fs_unlink(fs, dino, o->name);
@@ -787,7 +799,7 @@ static void random_step(void)
 	case 7: /* punch */
 		if (!random_entry(S_IFREG, &p))
 			return;
-		o.kind = M_PUNCH;
+		o.kind = rnd(2) ? M_PUNCH : M_ZERO;
 		o.dir = p.dir;
 		o.node = cur.n[p.dir].ents[p.idx].child;
 		o.off = rnd(MAX_FILE / 2);
