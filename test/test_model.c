@@ -211,7 +211,8 @@ static void m_dump_dir(struct model *m, int dir, const char *path,
 		for (int k = 0; k < NXA; k++)
 			if (c->xa[k].set)
 				sorted[ns++] = xa_names[k];
-		qsort(sorted, ns, sizeof(*sorted), cmpstr);
+		if (ns)
+			qsort(sorted, ns, sizeof(*sorted), cmpstr);
 		for (int k = 0; k < ns; k++) {
 			int idx = 0;
 			while (strcmp(xa_names[idx], sorted[k]))
@@ -252,7 +253,8 @@ static char *m_dump(struct model *m)
 	char *out;
 
 	m_dump_dir(m, 0, "", &l);
-	qsort(l.v, l.n, sizeof(*l.v), cmpstr);
+	if (l.n)
+		qsort(l.v, l.n, sizeof(*l.v), cmpstr);
 	for (size_t i = 0; i < l.n; i++)
 		len += strlen(l.v[i]) + 1;
 	out = malloc(len);
