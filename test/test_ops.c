@@ -887,6 +887,32 @@ START_TEST(test_orphan_after_crash)
 }
 END_TEST
 
+/* An orphan still referenced at unmount goes at unmount; a file with
+ * another link stays. */
+START_TEST(test_orphan_at_unmount)
+{
+	struct fs_attr a, b;
+	struct statvfs st0, st1;
+
+	ck_assert_int_eq(fs_cp(fs), 0);
+	ck_assert_int_eq(fs_statfs(fs, &st0), 0);
+	ck_assert_int_eq(fs_create(fs, ROOT, "f", 0644, true, &h_cred, &a), 0);
+	write_pat(a.ino, 0, 2 << 20, 13);
+	ck_assert_int_eq(fs_create(fs, ROOT, "g", 0644, true, &h_cred, &b), 0);
+	write_pat(b.ino, 0, 8192, 14);
+	ck_assert_int_eq(fs_link(fs, b.ino, ROOT, "g2", &b), 0);
+	ck_assert_int_eq(fs_unlink(fs, ROOT, "f"), 0);
+	ck_assert_int_eq(fs_unlink(fs, ROOT, "g"), 0);
+	remount();   /* no fs_forget: the kernel's references die with it */
+	ck_assert_int_eq(fs_getattr(fs, a.ino, &a) < 0, 1);
+	ck_assert_uint_eq(attr(b.ino).nlink, 1);
+	assert_pat(b.ino, 0, 8192, 14);
+	ck_assert_int_eq(fs_cp(fs), 0);
+	ck_assert_int_eq(fs_statfs(fs, &st1), 0);
+	ck_assert_uint_ge(st1.f_bfree + 16, st0.f_bfree);
+}
+END_TEST
+
 /* ---- ENOSPC ---- */
 
 START_TEST(test_enospc)
@@ -1046,6 +1072,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(tc, test_readdir_20000);
 	tcase_add_test(tc, test_orphan_freed_at_forget);
 	tcase_add_test(tc, test_orphan_after_crash);
+	tcase_add_test(tc, test_orphan_at_unmount);
 	tcase_add_test(tc, test_enospc);
 	tcase_add_test(tc, test_persist_unmount);
 	tcase_add_test(tc, test_persist_fsync_crash);
