@@ -138,6 +138,7 @@ int fs_rmdir(struct fs *fs, uint64_t parent, const char *name);
 /* flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE */
 int fs_rename(struct fs *fs, uint64_t parent, const char *name,
 	      uint64_t newparent, const char *newname, unsigned flags);
+/* 0 and a NUL-terminated target in buf; -ENAMETOOLONG if size is short */
 int fs_readlink(struct fs *fs, uint64_t ino, char *buf, size_t size);
 
 ssize_t fs_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
