@@ -473,8 +473,8 @@ def preread(tree):
 
 def w_tree(s, cfg, res, rep):
     if rep > 0 and s.name in cfg.tree_slow:
-        res.note('tree skipped after rep 1 (first copy took over %ds)'
-                 % cfg.tree_slow_secs)
+        res.note('tree measured fewer times: skipped from the rep after a '
+                 'copy took over %ds' % cfg.tree_slow_secs)
         return
     dst = os.path.join(s.mnt, 'tree')
     s.cold()          # fresh daemon, so VmHWM is this copy's peak
@@ -755,6 +755,9 @@ def machine():
         out.append('CPU: %d × %s' % (len(models), models[0] if models else '?'))
     except OSError:
         pass
+    with open('/proc/loadavg') as f:
+        out.append('load average at the end of the run (other work on the '
+                   'machine adds noise): ' + ' '.join(f.read().split()[:3]))
     for cmd in (['uname', '-r'], ['free', '-g'], ['df', '-h', '/var/tmp']):
         r = sh(cmd, check=False)
         out.append('$ ' + ' '.join(cmd) + '\n' + r.stdout.rstrip())
