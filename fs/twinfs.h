@@ -221,6 +221,10 @@ struct fs_verify_stats {
 typedef void (*fs_report_t)(void *ctx, const char *msg);
 int fs_verify(struct bdev *bd, fs_report_t report, void *ctx,
 	      struct fs_verify_stats *st);
+/* Progress of the next fs_verify calls (fsck's bar): blocks checked so
+ * far out of those in use; NULL turns it off.  Not thread-safe. */
+void fs_verify_progress(void (*fn)(void *arg, uint64_t done, uint64_t total),
+			void *arg);
 
 /* Repair what fs_verify finds, as far as possible: replay the intent log,
  * free leaked blocks and record used ones in the map, cut damaged blocks

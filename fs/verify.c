@@ -96,6 +96,17 @@ static struct vino *vino_slot(struct vctx *v, uint64_t ino, bool add)
 typedef void (*leaf_fn)(struct vctx *v, void *arg, uint64_t idx,
 			const uint8_t *data);
 
+static void (*progress_fn)(void *arg, uint64_t done, uint64_t total);
+static void *progress_arg;
+static uint64_t progress_done, progress_total;
+
+void fs_verify_progress(void (*fn)(void *arg, uint64_t done, uint64_t total),
+			void *arg)
+{
+	progress_fn = fn;
+	progress_arg = arg;
+}
+
 /* Walk one tree.  Returns false if the root itself could not be read. */
 static void walk(struct vctx *v, const char *what, const struct tfs_bptr *bp,
 		 unsigned level, uint64_t idx, uint64_t parent_birth,
@@ -130,6 +141,8 @@ static void walk(struct vctx *v, const char *what, const struct tfs_bptr *bp,
 	}
 	v->ref[blkno / 8] |= (uint8_t)(1u << (blkno % 8));
 	v->tree_blocks++;
+	if (progress_fn && (++progress_done & 1023) == 0)
+		progress_fn(progress_arg, progress_done, progress_total);
 	if (bdev_read(v->bd, blkno, buf)) {
 		problem(v, "%s: block %llu unreadable", what,
 			(unsigned long long)blkno);
@@ -683,6 +696,8 @@ static int verify_run(struct bdev *bd, fs_report_t report, void *rctx,
 	 * fsck -y reports it and its CPs rewrite it (repair.c). */
 	nb = get64(v.sb.s_nblocks);
 	bytes = (nb + 7) / 8;
+	progress_done = 0;
+	progress_total = get64(v.sb.s_used_blocks);
 	v.ref = calloc(1, bytes);
 	map = calloc(1, bytes + TFS_BLOCK_SIZE);
 	for (unsigned i = 0; i < TFS_MAX_HEIGHT + 2; i++)
@@ -722,6 +737,8 @@ static int verify_run(struct bdev *bd, fs_report_t report, void *rctx,
 	st->used_blocks = get64(v.sb.s_used_blocks);
 	if (ilog_scan(bd, &v.sb, &nrec, &logbytes) == 0)
 		st->log_records = nrec;
+	if (progress_fn)
+		progress_fn(progress_arg, progress_total, progress_total);
 	rc = v.problems;
 	if (refs) {
 		*refs = v.ref;

@@ -190,6 +190,37 @@ static void progress(const struct fsck_args *a, unsigned pass, unsigned cur,
 		dprintf(a->progress_fd, "%u %u %u %s\n", pass, cur, max, label);
 }
 
+/* During the check: -C FD lines (pass 1, blocks done, blocks in use) or,
+ * when stderr is a terminal and -C was not given, a bar on stderr. */
+struct bar {
+	const struct fsck_args *a;
+	int tty;
+	unsigned last;
+};
+
+static void verify_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct bar *b = arg;
+	unsigned pct = total ? (unsigned)(done * 100 / total) : 100;
+
+	if (pct > 100)
+		pct = 100;
+	if (b->a->progress_fd >= 0) {
+		dprintf(b->a->progress_fd, "1 %llu %llu %s\n",
+			(unsigned long long)done, (unsigned long long)total,
+			b->a->image);
+	} else if (b->tty && pct != b->last) {
+		char bar[41];
+		memset(bar, '=', pct * 40 / 100);
+		memset(bar + pct * 40 / 100, ' ', 40 - pct * 40 / 100);
+		bar[40] = 0;
+		fprintf(stderr, "\r%s: |%s| %3u%%", b->a->image, bar, pct);
+		if (pct == 100)
+			fputc('\n', stderr);
+	}
+	b->last = pct;
+}
+
 /* The core's log lines (replay counts, CP messages) only with -v. */
 static bool log_verbose;
 static void core_log(int level, const char *msg)
@@ -381,7 +412,15 @@ int main(int argc, char **argv)
 		return FSCK_ERROR;
 	}
 	progress(&a, 1, 0, 1, a.image);
+	{
+		static struct bar b;
+		b.a = &a;
+		b.tty = isatty(2) && !a.json;
+		b.last = 101;
+		fs_verify_progress(verify_progress, &b);
+	}
 	rc = check(&a, bd, &m, &r);
+	fs_verify_progress(NULL, NULL);
 	progress(&a, 1, 1, 1, a.image);
 	bdev_close(bd);
 	label = r.st.label[0] ? r.st.label : a.image;

@@ -231,6 +231,9 @@ t_fsck_codes() {
 	expect_eq "-C 3" 0 $rc || return 1
 	grep -q '^1 0 1 ' "$TMP/progress" && grep -q '^1 1 1 ' "$TMP/progress" ||
 		die "progress lines: $(cat "$TMP/progress")"
+	# and the blocks checked out of those in use, as the walk goes
+	awk '$1 == 1 && $3 > 1 && $2 == $3 { found = 1 } END { exit !found }' \
+		"$TMP/progress" || die "no block counts in: $(cat "$TMP/progress")"
 }
 run_test "fsck.twinfs exit codes (16 usage, 8 missing), --json, -C" t_fsck_codes
 
