@@ -320,11 +320,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		fuse_reply_write(req, (size_t)n);
 }
 
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, 0);
-}
-
+/* flush, release and releasedir: nothing is held per open file */
 static void op_release(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -391,18 +387,6 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 	free(d.buf);
 }
 
-static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
-			  struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, 0);
-}
-
-static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-			struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, -fs_fsync(tf(req)->fs, ino, datasync != 0));
-}
-
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct statvfs st;
@@ -421,42 +405,40 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 					 flags));
 }
 
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+/* get and list: size 0 asks for the size, otherwise the bytes */
+static void reply_xattr(fuse_req_t req, ssize_t n, const char *buf,
 			size_t size)
 {
-	char *buf = size ? malloc(size) : NULL;
-	ssize_t n;
-
-	if (size && !buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	n = fs_getxattr(tf(req)->fs, ino, name, buf, size);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else if (size == 0)
 		fuse_reply_xattr(req, (size_t)n);
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+
+	if (size && !buf)
+		fuse_reply_err(req, ENOMEM);
+	else
+		reply_xattr(req, fs_getxattr(tf(req)->fs, ino, name, buf, size),
+			    buf, size);
 	free(buf);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	char *buf = size ? malloc(size) : NULL;
-	ssize_t n;
 
-	if (size && !buf) {
+	if (size && !buf)
 		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	n = fs_listxattr(tf(req)->fs, ino, buf, size);
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else if (size == 0)
-		fuse_reply_xattr(req, (size_t)n);
 	else
-		fuse_reply_buf(req, buf, (size_t)n);
+		reply_xattr(req, fs_listxattr(tf(req)->fs, ino, buf, size),
+			    buf, size);
 	free(buf);
 }
 
@@ -518,13 +500,13 @@ const struct fuse_lowlevel_ops tfuse_ops = {
 	.open = op_open,
 	.read = op_read,
 	.write = op_write,
-	.flush = op_flush,
+	.flush = op_release,
 	.release = op_release,
 	.fsync = op_fsync,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
-	.releasedir = op_releasedir,
-	.fsyncdir = op_fsyncdir,
+	.releasedir = op_release,
+	.fsyncdir = op_fsync,  /* the log covers directories too */
 	.statfs = op_statfs,
 	.setxattr = op_setxattr,
 	.getxattr = op_getxattr,
