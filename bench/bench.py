@@ -967,6 +967,9 @@ def main():
     ap.add_argument('--passthrough-bin')
     ap.add_argument('--out')
     ap.add_argument('--tmp', default='/var/tmp')
+    ap.add_argument('--only', help='comma list of workloads to run: '
+                    'seq,random,files,tree,append,cp (default: all); '
+                    'results go to results/only/ unless --out is given')
     cfg = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit('bench/run must run as root (mounts, drop_caches)')
@@ -989,7 +992,15 @@ def main():
     cfg.mount_sizes = ('1G', '64G') if smoke else ('1G', '16G', '256G', '1T')
     cfg.cplat_secs = 1 if smoke else 8
     cfg.cp_every = 0.25 if smoke else 1.0
-    out = cfg.out or os.path.join(HERE, 'results', 'smoke' if smoke else '')
+    only = set(cfg.only.split(',')) if cfg.only else None
+    bad = only - {'seq', 'random', 'files', 'tree', 'append', 'cp'} if only else None
+    if bad:
+        sys.exit('bench: unknown workload(s) in --only: %s' % ','.join(sorted(bad)))
+
+    def run(w):
+        return only is None or w in only
+    out = cfg.out or os.path.join(HERE, 'results',
+                                  'smoke' if smoke else 'only' if only else '')
     want = cfg.systems.split(',')
 
     res = Results()
@@ -1004,8 +1015,8 @@ def main():
     rc = 0
     try:
         log('work dir', tmp, '(all images on the disk of /var/tmp)')
-        tb, te = make_tree(os.path.join(tmp, 'tree-src'), cfg.tree_bytes,
-                           cfg.tree_entries)
+        tb, te = (make_tree(os.path.join(tmp, 'tree-src'), cfg.tree_bytes,
+                            cfg.tree_entries) if run('tree') else (0, 0))
         cfg.tree_src = os.path.join(tmp, 'tree-src')
         cfg.tree_desc = '%.0f MB / %d entries from /usr/include + /usr/share' % (tb / 1e6, te)
         log('tree source:', cfg.tree_desc)
@@ -1040,15 +1051,20 @@ def main():
                              % (rep + 1, cfg.budget))
                     continue
                 log('rep %d/%d: %s' % (rep + 1, cfg.reps, s.name))
-                w_seqwrite(s, cfg, res)
-                w_seqread(s, cfg, res)
-                w_random(s, cfg, res)
+                if run('seq'):
+                    w_seqwrite(s, cfg, res)
+                    w_seqread(s, cfg, res)
+                if run('random'):
+                    w_random(s, cfg, res)
                 if s.meta:
-                    w_files(s, cfg, res)
-                    w_tree(s, cfg, res, rep)
-                    w_append(s, cfg, res)
+                    if run('files'):
+                        w_files(s, cfg, res)
+                    if run('tree'):
+                        w_tree(s, cfg, res, rep)
+                    if run('append'):
+                        w_append(s, cfg, res)
         for s in systems:
-            if s.name == 'twinfs':
+            if s.name == 'twinfs' and run('cp'):
                 res.sys = 'twinfs'
                 log('twinfs: writes during CPs, CP time, mount time')
                 w_cp_latency(s, cfg, res)

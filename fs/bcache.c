@@ -6,11 +6,13 @@
  * (bcache_evict), so a pointer from bcache_find stays valid for the rest
  * of the operation that got it.
  *
+ * The cache lives within a memory budget (see struct bcache).
  * Eviction keeps a clean buffer whose content a CP is still writing
  * (io_gen newer than the durable generation): its address is not on the
  * disk yet.
  */
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "fs_impl.h"
 
@@ -52,15 +54,74 @@ int bcache_init(struct bcache *bc, size_t max_bytes)
 		return -ENOMEM;
 	list_init(&bc->lru);
 	list_init(&bc->dirty);
-	bc->max_clean = max_bytes / TFS_BLOCK_SIZE;
-	if (bc->max_clean < 64)
-		bc->max_clean = 64;
+	bc->max_blocks = max_bytes / TFS_BLOCK_SIZE;
+	if (bc->max_blocks < 256)
+		bc->max_blocks = 256;
 	return 0;
 }
 
-static void buf_free(struct buf *b)
+/* Pages come from 2 MiB mmap'd slabs, never from malloc: a cache of
+ * 4 KiB aligned blocks fragments malloc's arenas until the process holds
+ * far more than it uses.  Freed pages go on a stack and are handed out
+ * again; past an eighth of the budget the excess is given back to the
+ * kernel (MADV_DONTNEED) but kept mapped for later reuse. */
+enum { SLAB_PAGES = 512 };
+
+void *bcache_page(struct bcache *bc)
 {
-	free(b->data);
+	void *slab;
+
+	if (bc->npool)
+		return bc->pool[--bc->npool];
+	if (bc->ncold)
+		return bc->cold[--bc->ncold];
+	if (bc->nslabs && bc->slab_used < SLAB_PAGES)
+		return (uint8_t *)bc->slabs[bc->nslabs - 1] +
+		       (size_t)bc->slab_used++ * TFS_BLOCK_SIZE;
+	/* the slab array's capacity is 2^k - 1: grow when it is full */
+	if ((bc->nslabs & (bc->nslabs + 1)) == 0) {
+		void **ns = realloc(bc->slabs, (bc->nslabs * 2 + 1) * sizeof(*ns));
+		if (!ns)
+			return NULL;
+		bc->slabs = ns;
+	}
+	slab = mmap(NULL, (size_t)SLAB_PAGES * TFS_BLOCK_SIZE,
+		    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (slab == MAP_FAILED)
+		return NULL;
+	bc->slabs[bc->nslabs++] = slab;
+	bc->slab_used = 1;
+	return slab;
+}
+
+/* Push p on a stack of pages; a page without a place would be lost. */
+static void page_push(void ***stk, size_t *n, size_t *cap, void *p)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 1024;
+		void **ns = realloc(*stk, nc * sizeof(*ns));
+		VERIFY(ns);
+		*stk = ns;
+		*cap = nc;
+	}
+	(*stk)[(*n)++] = p;
+}
+
+void bcache_page_free(struct bcache *bc, void *p)
+{
+	if (!p)
+		return;
+	if (bc->npool < bc->max_blocks / 8) {
+		page_push(&bc->pool, &bc->npool, &bc->cappool, p);
+		return;
+	}
+	madvise(p, TFS_BLOCK_SIZE, MADV_DONTNEED);
+	page_push(&bc->cold, &bc->ncold, &bc->capcold, p);
+}
+
+static void buf_free(struct bcache *bc, struct buf *b)
+{
+	bcache_page_free(bc, b->data);
 	free(b);
 }
 
@@ -70,12 +131,20 @@ void bcache_destroy(struct bcache *bc)
 		struct buf *b = bc->hash[i];
 		while (b) {
 			struct buf *n = b->hnext;
-			buf_free(b);
+			buf_free(bc, b);
 			b = n;
 		}
 	}
 	free(bc->hash);
 	bc->hash = NULL;
+	for (size_t i = 0; i < bc->nslabs; i++)
+		munmap(bc->slabs[i], (size_t)SLAB_PAGES * TFS_BLOCK_SIZE);
+	free(bc->slabs);
+	free(bc->pool);
+	free(bc->cold);
+	bc->slabs = NULL;
+	bc->pool = bc->cold = NULL;
+	bc->nslabs = bc->npool = bc->ncold = 0;
 }
 
 struct buf *bcache_find(struct bcache *bc, uint64_t owner, uint8_t level,
@@ -127,7 +196,8 @@ struct buf *bcache_new(struct bcache *bc, uint64_t owner, uint8_t level,
 
 	if (!b)
 		return NULL;
-	if (posix_memalign((void **)&b->data, 4096, TFS_BLOCK_SIZE)) {
+	b->data = bcache_page(bc);
+	if (!b->data) {
 		free(b);
 		return NULL;
 	}
@@ -149,17 +219,19 @@ struct buf *bcache_new(struct bcache *bc, uint64_t owner, uint8_t level,
 /* The CP in flight keeps the old bytes; the buffer gets its own copy.
  * Out of memory here cannot be reported to the caller's caller in a
  * useful way, so it is fatal (VERIFY). */
-static void bcache_unlend(struct buf *b)
+static void bcache_unlend(struct bcache *bc, struct buf *b)
 {
 	uint8_t *copy;
 
 	if (!b->lent)
 		return;
-	VERIFY(posix_memalign((void **)&copy, 4096, TFS_BLOCK_SIZE) == 0);
+	copy = bcache_page(bc);
+	VERIFY(copy);
 	memcpy(copy, b->data, TFS_BLOCK_SIZE);
 	b->lent->buf = NULL;  /* the CP frees the old bytes */
 	b->lent = NULL;
 	b->data = copy;
+	bc->cp_owned++;
 }
 
 /* Remove a buffer (clean or dirty) from the cache and free it. */
@@ -177,14 +249,15 @@ void bcache_drop(struct bcache *bc, struct buf *b)
 	if (b->lent) {        /* the CP in flight still writes these bytes */
 		b->lent->buf = NULL;
 		b->data = NULL;
+		bc->cp_owned++;
 	}
-	buf_free(b);
+	buf_free(bc, b);
 }
 
 void bcache_mark_dirty(struct bcache *bc, struct buf *b)
 {
 	ASSERT(!b->dirty);
-	bcache_unlend(b);
+	bcache_unlend(bc, b);
 	b->dirty = true;
 	list_del(b);
 	list_add_tail(&bc->dirty, b);
@@ -200,11 +273,12 @@ void bcache_mark_clean(struct bcache *bc, struct buf *b)
 	bc->ndirty--;
 }
 
-void bcache_evict(struct bcache *bc, uint64_t durable_gen)
+void bcache_evict(struct bcache *bc, uint64_t durable_gen, size_t extra)
 {
 	struct buf *b = bc->lru.next;
 
-	while (b != &bc->lru && bc->nbufs - bc->ndirty > bc->max_clean) {
+	while (b != &bc->lru &&
+	       bc->nbufs + bc->cp_owned + bc->npool + extra > bc->max_blocks) {
 		struct buf *next = b->next;
 		if (b->io_gen <= durable_gen)
 			bcache_drop(bc, b);

@@ -172,10 +172,11 @@ static void phase_b(struct fs *fs, struct buf **arr, size_t n,
 			w[i].data = b->data;
 			w[i].buf = b;
 		} else {
-			VERIFY(posix_memalign((void **)&w[i].data, 4096,
-					      TFS_BLOCK_SIZE) == 0);
+			w[i].data = bcache_page(&fs->bc);
+			VERIFY(w[i].data);
 			memcpy(w[i].data, b->data, TFS_BLOCK_SIZE);
 			w[i].buf = NULL;
+			fs->bc.cp_owned++;
 		}
 	}
 	if (!patched)
@@ -188,13 +189,15 @@ static void phase_b(struct fs *fs, struct buf **arr, size_t n,
 }
 
 /* fs->lock held: the CP is over; buffers get their bytes back. */
-static void wlist_release(struct wblk *w, size_t n)
+static void wlist_release(struct fs *fs, struct wblk *w, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (w[i].buf)
+		if (w[i].buf) {
 			w[i].buf->lent = NULL;
-		else
-			free(w[i].data);
+		} else {
+			bcache_page_free(&fs->bc, w[i].data);
+			fs->bc.cp_owned--;
+		}
 	}
 }
 
@@ -289,7 +292,7 @@ int cp_run(struct fs *fs)
 
 	pthread_mutex_lock(&fs->lock);
 	fs->cp_in_flight = false;
-	wlist_release(w, n);
+	wlist_release(fs, w, n);
 	if (rc)
 		goto fail_locked;
 	fs->durable_gen = gen;
@@ -302,7 +305,7 @@ int cp_run(struct fs *fs)
 		fs->last_cp_usec = (uint64_t)((end.tv_sec - now.tv_sec) * 1000000 +
 					      (end.tv_nsec - now.tv_nsec) / 1000);
 	}
-	bcache_evict(&fs->bc, fs->durable_gen);
+	fs_evict(fs);
 	pthread_cond_broadcast(&fs->cp_done);
 	goto out_unlock;
 fail_locked:
@@ -329,6 +332,12 @@ uint64_t cp_dirty_bytes(struct fs *fs)
 	uint64_t log = ilog_pending(fs);
 
 	return log > blocks ? log : blocks;
+}
+
+void fs_evict(struct fs *fs)
+{
+	bcache_evict(&fs->bc, fs->durable_gen,
+		     ilog_pending(fs) / TFS_BLOCK_SIZE);
 }
 
 static void *cp_main(void *arg)

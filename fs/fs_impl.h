@@ -90,13 +90,25 @@ struct buf {
 	uint8_t *data;
 };
 
+/* Memory budget (the cache_size option): buffers in the cache, block
+ * copies the CP in flight owns (cp_owned), pages kept for reuse (pool)
+ * and the pending log all count against max_blocks.  Only clean buffers
+ * can be given back, so dirty_max is held to a quarter of the budget:
+ * a CP in flight and the open generation fit beside a working set. */
 struct bcache {
 	struct buf **hash;
 	size_t nhash, nbufs;
 	struct buf lru;           /* clean buffers, oldest first */
 	struct buf dirty;         /* dirty buffers */
 	size_t ndirty;
-	size_t max_clean;
+	size_t max_blocks;
+	size_t cp_owned;          /* pages the CP in flight frees */
+	void **pool;              /* free pages, counted in the budget */
+	size_t npool, cappool;
+	void **cold;              /* free pages given back to the kernel */
+	size_t ncold, capcold;
+	void **slabs;             /* where pages come from (mmap) */
+	size_t nslabs, slab_used;
 };
 
 int bcache_init(struct bcache *bc, size_t max_bytes);
@@ -108,7 +120,12 @@ struct buf *bcache_new(struct bcache *bc, uint64_t owner, uint8_t level,
 void bcache_drop(struct bcache *bc, struct buf *b);
 void bcache_mark_dirty(struct bcache *bc, struct buf *b);
 void bcache_mark_clean(struct bcache *bc, struct buf *b);
-void bcache_evict(struct bcache *bc, uint64_t durable_gen);
+/* Drop clean buffers, oldest first, until the cache, the CP's copies
+ * and `extra` blocks (the pending log) fit the budget. */
+void bcache_evict(struct bcache *bc, uint64_t durable_gen, size_t extra);
+/* Block-sized, 4096-aligned pages from the cache's pool (fs->lock). */
+void *bcache_page(struct bcache *bc);
+void bcache_page_free(struct bcache *bc, void *p);
 
 /* One block of a CP's write list.  buf is the buffer whose data the CP
  * borrowed; NULL once that buffer moved on (the CP then owns data). */
@@ -143,12 +160,34 @@ struct alloc {
 };
 
 /* ---- ilog.c ---------------------------------------------------------------- */
+/* One pending log record: its bytes are the buffer the operation built,
+ * handed over without a copy. */
+struct lrec {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+/* Record buffers of a large write are kept for reuse (ilog_buf_get):
+ * a stream of 1 MiB writes then costs no fresh pages from the kernel. */
+#define ILOG_BIGBUF ((1u << 20) + 4096)
+#define ILOG_NBIGBUF 8
+
+/* Above this many pending bytes, an fsync runs a CP instead of writing
+ * the log: the data then goes to disk once, not twice.  So once that
+ * much is pending the log stops keeping record bytes at all (overflow)
+ * until the next CP: they could never be written. */
+#define ILOG_SYNC_MAX (4u << 20)
+
 struct ilog {
 	pthread_mutex_t lock;
 	pthread_mutex_t sync_lock;
 	pthread_cond_t cond;      /* synced moved (with lock) */
-	uint8_t *buf;             /* pending record bytes: protected by lock */
-	size_t len, cap;
+	struct lrec *recs;        /* pending records, in order (owned): */
+	size_t nrecs, caprecs;    /*   protected by lock */
+	size_t len;               /* their total bytes */
+	bool overflow;            /* past ILOG_SYNC_MAX: bytes dropped */
+	uint8_t *big[ILOG_NBIGBUF]; /* free ILOG_BIGBUF buffers (lock) */
+	unsigned nbig;
 	uint64_t appended;        /* stream position after the last record */
 	uint64_t synced;          /* position known durable (log or CP) */
 	uint64_t cp_pos;          /* unsynced records up to here went with
@@ -318,7 +357,13 @@ int super_pick(struct bdev *bd, struct tfs_super *out);
 /* ---- ilog.c ----------------------------------------------------------------- */
 int ilog_init(struct fs *fs);
 void ilog_destroy(struct fs *fs);
-int ilog_append(struct fs *fs, const void *rec, size_t len, uint64_t *pos);
+/* Takes rec (from ilog_buf_get, cap bytes) on success; the caller gives
+ * it back (ilog_buf_put) on failure. */
+int ilog_append(struct fs *fs, uint8_t *rec, size_t len, size_t cap,
+		uint64_t *pos);
+/* A buffer of at least need bytes; *cap gets its size.  NULL: no memory. */
+uint8_t *ilog_buf_get(struct fs *fs, size_t need, size_t *cap);
+void ilog_buf_put(struct fs *fs, uint8_t *p, size_t cap);
 int ilog_sync(struct fs *fs, uint64_t pos);
 size_t ilog_pending(struct fs *fs);
 uint64_t ilog_cp_freeze(struct fs *fs, uint64_t *pos);
@@ -336,6 +381,8 @@ int cp_start_thread(struct fs *fs);
 void cp_stop_thread(struct fs *fs);
 void cp_kick(struct fs *fs);        /* fs->lock held */
 int cp_throttle(struct fs *fs);     /* fs->lock held: wait if both full */
+/* fs->lock held: keep the cache within its budget (bcache_evict). */
+void fs_evict(struct fs *fs);
 uint64_t cp_dirty_bytes(struct fs *fs); /* fs->lock held */
 
 /* ---- verify.c / repair.c ------------------------------------------------ */

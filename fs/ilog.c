@@ -2,11 +2,14 @@
 /*
  * ilog.c - the intent log ("temporary storage" between CPs).
  *
- * Operations append records (built by ops.c) to an in-memory stream.
- * ilog_sync(pos) makes the stream durable up to pos: one caller at a
- * time (sync_lock) takes everything pending, cuts it into log blocks,
- * writes and flushes them; whoever waited meanwhile finds its position
- * already durable (group commit).  Every flush starts a new block, so a
+ * Operations append records (built by ops.c) to an in-memory stream; the
+ * stream keeps each record's own buffer, so nothing is copied until an
+ * fsync needs the bytes on disk.  ilog_sync(pos) makes the stream
+ * durable up to pos: one caller at a time (sync_lock) takes everything
+ * pending, cuts it into log blocks, writes them in runs and flushes;
+ * whoever waited meanwhile finds its position already durable (group
+ * commit).  More than ILOG_SYNC_MAX pending: -EAGAIN, and the caller runs
+ * a CP instead, which writes that data once instead of twice.  Every flush starts a new block, so a
  * block is written once and a torn block can only lose records that no
  * fsync has returned for.
  *
@@ -16,7 +19,7 @@
  * later records when the CP dropped unwritten ones (cp_pos), since the
  * log on disk has a gap until that CP is durable.  Log blocks
  * before the durable superblock's s_log_seq may be overwritten; when the
- * region is full, ilog_sync returns -EAGAIN and the caller runs a CP.
+ * region is full, ilog_sync returns -EAGAIN too.
  *
  * Mount replays blocks from s_log_seq while they are valid (magic, uuid,
  * epoch, sequence, checksum), then bumps the epoch with its first CP so
@@ -41,38 +44,97 @@ int ilog_init(struct fs *fs)
 	return 0;
 }
 
+uint8_t *ilog_buf_get(struct fs *fs, size_t need, size_t *cap)
+{
+	struct ilog *l = &fs->log;
+	uint8_t *p = NULL;
+
+	if (need > 65536 && need <= ILOG_BIGBUF) {
+		pthread_mutex_lock(&l->lock);
+		if (l->nbig)
+			p = l->big[--l->nbig];
+		pthread_mutex_unlock(&l->lock);
+		if (!p)
+			p = malloc(ILOG_BIGBUF);
+		*cap = p ? ILOG_BIGBUF : 0;
+		return p;
+	}
+	p = malloc(need);
+	*cap = p ? need : 0;
+	return p;
+}
+
+/* l->lock held */
+static void buf_put_locked(struct ilog *l, uint8_t *p, size_t cap)
+{
+	if (cap == ILOG_BIGBUF && l->nbig < ILOG_NBIGBUF)
+		l->big[l->nbig++] = p;
+	else
+		free(p);
+}
+
+void ilog_buf_put(struct fs *fs, uint8_t *p, size_t cap)
+{
+	pthread_mutex_lock(&fs->log.lock);
+	buf_put_locked(&fs->log, p, cap);
+	pthread_mutex_unlock(&fs->log.lock);
+}
+
+static void recs_free(struct fs *fs, struct lrec *r, size_t n)
+{
+	pthread_mutex_lock(&fs->log.lock);
+	for (size_t i = 0; i < n; i++)
+		buf_put_locked(&fs->log, r[i].p, r[i].cap);
+	pthread_mutex_unlock(&fs->log.lock);
+	free(r);
+}
+
 void ilog_destroy(struct fs *fs)
 {
 	struct ilog *l = &fs->log;
 
-	free(l->buf);
-	l->buf = NULL;
+	recs_free(fs, l->recs, l->nrecs);
+	l->recs = NULL;
+	l->nrecs = l->caprecs = 0;
+	while (l->nbig)
+		free(l->big[--l->nbig]);
 	pthread_mutex_destroy(&l->lock);
 	pthread_mutex_destroy(&l->sync_lock);
 	pthread_cond_destroy(&l->cond);
 }
 
-int ilog_append(struct fs *fs, const void *rec, size_t len, uint64_t *pos)
+int ilog_append(struct fs *fs, uint8_t *rec, size_t len, size_t cap,
+		uint64_t *pos)
 {
 	struct ilog *l = &fs->log;
 	int rc = 0;
 
 	pthread_mutex_lock(&l->lock);
-	if (l->len + len > l->cap) {
-		size_t cap = l->cap ? l->cap : 65536;
-		uint8_t *nb;
-		while (cap < l->len + len)
-			cap *= 2;
-		nb = realloc(l->buf, cap);
-		if (!nb) {
-			rc = -ENOMEM;
-			goto out;
+	if (l->overflow) {      /* the next fsync runs a CP: keep nothing */
+		buf_put_locked(l, rec, cap);
+	} else {
+		if (l->nrecs == l->caprecs) {
+			size_t nc = l->caprecs ? l->caprecs * 2 : 1024;
+			struct lrec *nr = realloc(l->recs, nc * sizeof(*nr));
+			if (!nr) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			l->recs = nr;
+			l->caprecs = nc;
 		}
-		l->buf = nb;
-		l->cap = cap;
+		l->recs[l->nrecs].p = rec;
+		l->recs[l->nrecs].cap = cap;
+		l->recs[l->nrecs++].len = len;
+		l->len += len;
+		if (l->len > ILOG_SYNC_MAX) {
+			for (size_t i = 0; i < l->nrecs; i++)
+				buf_put_locked(l, l->recs[i].p, l->recs[i].cap);
+			l->nrecs = 0;
+			l->len = 0;
+			l->overflow = true;
+		}
 	}
-	memcpy(l->buf + l->len, rec, len);
-	l->len += len;
 	l->appended += len;
 	*pos = l->appended;
 out:
@@ -105,26 +167,52 @@ static void logblk_seal(struct ilog *l, uint8_t *blk, uint64_t seq,
 	csum_block(blk, TFS_BLOCK_SIZE, h->l_csum);
 }
 
-/* Write n stream bytes as blocks seq0.. and flush.  No lock held. */
-static int log_write(struct fs *fs, const uint8_t *data, size_t n,
-		     uint64_t seq0)
+/* Write the records (n bytes in all) as blocks seq0.. and flush: runs
+ * of up to 256 blocks per system call, split where the region wraps.
+ * No lock held. */
+static int log_write(struct fs *fs, const struct lrec *recs, size_t nrecs,
+		     size_t n, uint64_t seq0)
 {
+	enum { RUN = 256 };
 	struct ilog *l = &fs->log;
-	uint8_t *blk = malloc(TFS_BLOCK_SIZE);
-	size_t off = 0;
+	uint8_t *stage = aligned_alloc(4096, (size_t)RUN * TFS_BLOCK_SIZE);
+	void *bufs[RUN];
+	size_t ri = 0, roff = 0, done = 0;
+	uint64_t seq = seq0;
 	int rc = 0;
 
-	if (!blk)
+	if (!stage)
 		return -ENOMEM;
-	for (uint64_t seq = seq0; off < n && !rc; seq++) {
-		size_t k = n - off > TFS_LOG_PAYLOAD ? TFS_LOG_PAYLOAD : n - off;
-		memset(blk, 0, TFS_BLOCK_SIZE);
-		memcpy(blk + sizeof(struct tfs_logblk), data + off, k);
-		logblk_seal(l, blk, seq, (uint32_t)k);
-		rc = bdev_write(fs->bd, TFS_LOG_START + seq % l->nblocks, blk);
-		off += k;
+	while (done < n && !rc) {
+		uint64_t first = TFS_LOG_START + seq % l->nblocks;
+		unsigned k = 0;
+		/* fill up to RUN blocks, stopping at the end of the region */
+		while (done < n && k < RUN &&
+		       (k == 0 || (seq + k) % l->nblocks != 0)) {
+			uint8_t *blk = stage + (size_t)k * TFS_BLOCK_SIZE;
+			uint8_t *pay = blk + sizeof(struct tfs_logblk);
+			size_t fill = 0;
+			while (fill < TFS_LOG_PAYLOAD && ri < nrecs) {
+				size_t c = recs[ri].len - roff;
+				if (c > TFS_LOG_PAYLOAD - fill)
+					c = TFS_LOG_PAYLOAD - fill;
+				memcpy(pay + fill, recs[ri].p + roff, c);
+				fill += c;
+				roff += c;
+				if (roff == recs[ri].len) {
+					ri++;
+					roff = 0;
+				}
+			}
+			memset(pay + fill, 0, TFS_LOG_PAYLOAD - fill);
+			logblk_seal(l, blk, seq + k, (uint32_t)fill);
+			bufs[k++] = blk;
+			done += fill;
+		}
+		rc = bdev_write_run(fs->bd, first, bufs, k);
+		seq += k;
 	}
-	free(blk);
+	free(stage);
 	if (!rc)
 		rc = bdev_flush(fs->bd);
 	return rc;
@@ -138,8 +226,8 @@ int ilog_sync(struct fs *fs, uint64_t pos)
 	pthread_mutex_lock(&l->sync_lock);
 	pthread_mutex_lock(&l->lock);
 	for (;;) {
-		uint8_t *data;
-		size_t n, nblk;
+		struct lrec *recs;
+		size_t n, nrecs, nblk;
 		uint64_t target, seq0;
 
 		if (l->error) {
@@ -148,6 +236,10 @@ int ilog_sync(struct fs *fs, uint64_t pos)
 		}
 		if (l->synced >= pos)
 			break;
+		if (l->overflow) {
+			rc = -EAGAIN;   /* the caller runs a CP */
+			break;
+		}
 		/* Records the CP in flight took from us were never written
 		 * here; until it is durable, replay would start before them
 		 * and find a gap.  So nothing after them may be called
@@ -159,18 +251,20 @@ int ilog_sync(struct fs *fs, uint64_t pos)
 		n = l->len;
 		nblk = (n + TFS_LOG_PAYLOAD - 1) / TFS_LOG_PAYLOAD;
 		if (l->wseq + nblk - l->durable_seq > l->nblocks) {
-			rc = -EAGAIN;   /* region full: the caller runs a CP */
+			rc = -EAGAIN;   /* the caller runs a CP */
 			break;
 		}
-		data = l->buf;
+		recs = l->recs;
+		nrecs = l->nrecs;
 		target = l->appended;
 		seq0 = l->wseq;
 		l->wseq += nblk;
-		l->buf = NULL;
-		l->len = l->cap = 0;
+		l->recs = NULL;
+		l->nrecs = l->caprecs = 0;
+		l->len = 0;
 		pthread_mutex_unlock(&l->lock);
-		rc = log_write(fs, data, n, seq0);
-		free(data);
+		rc = log_write(fs, recs, nrecs, n, seq0);
+		recs_free(fs, recs, nrecs);
 		pthread_mutex_lock(&l->lock);
 		if (rc) {
 			log_err("intent log write failed: %d", rc);
@@ -191,15 +285,23 @@ int ilog_sync(struct fs *fs, uint64_t pos)
 uint64_t ilog_cp_freeze(struct fs *fs, uint64_t *pos)
 {
 	struct ilog *l = &fs->log;
+	struct lrec *recs;
+	size_t nrecs;
 	uint64_t seq;
 
 	pthread_mutex_lock(&l->lock);
-	if (l->len)
+	if (l->len || l->overflow)
 		l->cp_pos = l->appended;
+	l->overflow = false;
+	recs = l->recs;
+	nrecs = l->nrecs;
+	l->recs = NULL;
+	l->nrecs = l->caprecs = 0;
 	l->len = 0;
 	*pos = l->appended;
 	seq = l->wseq;
 	pthread_mutex_unlock(&l->lock);
+	recs_free(fs, recs, nrecs);
 	return seq;
 }
 

@@ -28,9 +28,22 @@ static int fs_new(struct bdev *bd, const struct fs_opts *o, struct fs **out)
 	fs->bd = bd;
 	if (o)
 		fs->opts = *o;
-	fs->dirty_max = fs->opts.dirty_max ? fs->opts.dirty_max : DEFAULT_DIRTY;
-	rc = bcache_init(&fs->bc, fs->opts.cache_max ? fs->opts.cache_max :
-			 DEFAULT_CACHE);
+	{
+		uint64_t cache = fs->opts.cache_max ? fs->opts.cache_max :
+				 DEFAULT_CACHE;
+		fs->dirty_max = fs->opts.dirty_max ? fs->opts.dirty_max :
+				DEFAULT_DIRTY;
+		if (fs->dirty_max > cache / 4) { /* see struct bcache */
+			if (fs->opts.dirty_max)
+				log_warn("dirty_max %llu MiB is more than a quarter "
+					 "of the cache (%llu MiB): using %llu MiB",
+					 (unsigned long long)(fs->dirty_max >> 20),
+					 (unsigned long long)(cache >> 20),
+					 (unsigned long long)(cache / 4 >> 20));
+			fs->dirty_max = cache / 4;
+		}
+		rc = bcache_init(&fs->bc, cache);
+	}
 	if (rc) {
 		free(fs);
 		return rc;

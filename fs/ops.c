@@ -92,19 +92,23 @@ static void wstr(struct rec *r, const char *s)
 	wbytes(r, s, strlen(s));
 }
 
-static void rec_begin_size(struct rec *r, unsigned type, size_t hint)
+/* A record in p (cap bytes; NULL: out of memory, reported at op_exec). */
+static void rec_begin_buf(struct rec *r, unsigned type, uint8_t *p,
+			  size_t cap)
 {
 	struct tfs_logrec h = { put16((uint16_t)type), put16(0), put32(0) };
 
 	memset(r, 0, sizeof(*r));
-	r->p = malloc(hint);
-	r->cap = r->p ? hint : 0;
+	r->p = p;
+	r->cap = p ? cap : 0;
+	if (!p)
+		r->err = -ENOMEM;
 	rec_put(r, &h, sizeof(h));
 }
 
 static void rec_begin(struct rec *r, unsigned type)
 {
-	rec_begin_size(r, type, 256);
+	rec_begin_buf(r, type, malloc(256), 256);
 }
 
 struct rd {
@@ -800,12 +804,17 @@ static int op_exec(struct fs *fs, struct rec *r, uint64_t *pos)
 	memcpy(r->p, &h, sizeof(h));
 	rc = ops_replay(fs, r->p + sizeof(h), r->len - sizeof(h),
 			get16(h.r_type));
-	if (!rc)
-		rc = ilog_append(fs, r->p, r->len, pos);
+	if (!rc) {
+		rc = ilog_append(fs, r->p, r->len, r->cap, pos);
+		if (!rc)
+			r->p = NULL; /* the log owns it now */
+	}
 	if (!rc)
 		cp_throttle(fs);
+	fs_evict(fs);
 out:
-	free(r->p);
+	if (r->p)
+		ilog_buf_put(fs, r->p, r->cap);
 	r->p = NULL;
 	return rc;
 }
@@ -1074,29 +1083,51 @@ static int sync_to(struct fs *fs, uint64_t pos)
 ssize_t fs_write(struct fs *fs, uint64_t ino, const void *buf, size_t size,
 		 uint64_t off, unsigned flags)
 {
+	/* where apply_write() reads the offset and the time */
+	enum { OFF_AT = sizeof(struct tfs_logrec) + 8, TIME_AT = OFF_AT + 8 };
 	uint64_t nb = (size + 2 * TFS_BLOCK_SIZE - 1) / TFS_BLOCK_SIZE;
 	struct tfs_dinode *d;
+	struct timespec now;
 	struct rec r;
 	uint64_t pos;
+	le64 v;
 	int rc;
 
 	if (ino_readonly(ino))
 		return -EROFS;
 	if (size == 0) /* changes nothing, not even the times */
 		return fs_open(fs, ino, false);
+	/* The data is copied into the record before taking the lock; the
+	 * offset (for O_APPEND) and the time are filled in under it. */
+	{
+		size_t cap;
+		uint8_t *p = ilog_buf_get(fs, size + 64, &cap);
+		rec_begin_buf(&r, TFS_OP_WRITE, p, cap);
+	}
+	w64(&r, ino);
+	w64(&r, off);
+	wts(&r, (struct timespec){ 0, 0 });
+	wbytes(&r, buf, size);
 	pthread_mutex_lock(&fs->lock);
 	rc = op_begin(fs, nb + nb / 64 + 16, false);
 	if (!rc)
 		rc = reg_get(fs, ino, &d);
-	if (rc)
+	if (rc) {
+		if (r.p)
+			ilog_buf_put(fs, r.p, r.cap);
 		goto out;
-	if (flags & FS_WRITE_APPEND)
-		off = get64(d->i_size);
-	rec_begin_size(&r, TFS_OP_WRITE, size + 64);
-	w64(&r, ino);
-	w64(&r, off);
-	wts(&r, fs_now());
-	wbytes(&r, buf, size);
+	}
+	if (!r.err) {
+		if (flags & FS_WRITE_APPEND) {
+			v = d->i_size;
+			memcpy(r.p + OFF_AT, &v, 8);
+		}
+		now = fs_now();
+		v = put64((uint64_t)now.tv_sec);
+		memcpy(r.p + TIME_AT, &v, 8);
+		v = put64((uint64_t)now.tv_nsec);
+		memcpy(r.p + TIME_AT + 8, &v, 8);
+	}
 	rc = op_exec(fs, &r, &pos);
 out:
 	pthread_mutex_unlock(&fs->lock);
@@ -1359,7 +1390,7 @@ ssize_t fs_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
 	n = reg_get(fs, ino, &d);
 	if (!n)
 		n = file_read(fs, ino, buf, size, off);
-	bcache_evict(&fs->bc, fs->durable_gen);
+	fs_evict(fs);
 	pthread_mutex_unlock(&fs->lock);
 	return n;
 }
@@ -1460,7 +1491,7 @@ int fs_readdir(struct fs *fs, uint64_t ino, uint64_t cookie,
 	else
 		rc = dir_iterate(fs, ino, cookie, fill_outer, &w,
 				 ino == TFS_INO_ROOT && fs->opts.snapdir_visible);
-	bcache_evict(&fs->bc, fs->durable_gen);
+	fs_evict(fs);
 	pthread_mutex_unlock(&fs->lock);
 	return rc;
 }

@@ -190,6 +190,124 @@ START_TEST(test_group_commit)
 }
 END_TEST
 
+/* An fsync with little pending goes to the log; one with more than
+ * ILOG_SYNC_MAX pending runs a CP instead, so the data is written once.
+ * Both survive a crash. */
+START_TEST(test_big_fsync_writes_once)
+{
+	enum { BIG = 8u << 20 };
+	struct bdev *img = h_image(16384), outer;
+	struct count_dev c;
+	struct fs_status st;
+	struct fs *fs;
+	uint8_t *buf = malloc(BIG), *back;
+	uint64_t ino, gen0;
+	size_t len;
+
+	ck_assert_ptr_nonnull(buf);
+	count_init(&c, &outer, img);
+	fs = h_mount(&outer, false);
+	ino = h_create(fs, 1, "f");
+	ck_assert_int_eq(fs_cp(fs), 0);
+	fs_get_status(fs, &st);
+	gen0 = st.generation;
+
+	h_fill(buf, 4096, 1, 0);
+	h_write(fs, ino, buf, 4096, 0);
+	c.writes = 0;
+	ck_assert_int_eq(fs_fsync(fs, ino, false), 0);
+	fs_get_status(fs, &st);
+	printf("fsync of 4 KiB: %lu block writes, gen %llu -> %llu\n",
+	       c.writes, (unsigned long long)gen0, (unsigned long long)st.generation);
+	ck_assert_uint_eq(st.generation, gen0);      /* the log, not a CP */
+	ck_assert_uint_le(c.writes, 3);
+
+	h_fill(buf, BIG, 2, 4096);
+	h_write(fs, ino, buf, BIG, 4096);
+	c.writes = 0;
+	ck_assert_int_eq(fs_fsync(fs, ino, false), 0);
+	fs_get_status(fs, &st);
+	printf("fsync of 8 MiB: %lu block writes, gen %llu\n", c.writes,
+	       (unsigned long long)st.generation);
+	ck_assert_uint_gt(st.generation, gen0);      /* a CP */
+	ck_assert_uint_ge(c.writes, BIG / 4096);
+	ck_assert_uint_lt(c.writes, BIG / 4096 + BIG / 4096 / 8);
+
+	fs_abandon(fs);       /* crash right after the fsync */
+	fs = h_mount(img, false);
+	ino = h_lookup(fs, 1, "f");
+	ck_assert_uint_ne(ino, 0);
+	back = h_read_all(fs, ino, &len);
+	ck_assert_uint_eq(len, BIG + 4096);
+	ck_assert_int_eq(h_cmp(back, 4096, 1, 0), -1);
+	ck_assert_int_eq(h_cmp(back + 4096, BIG, 2, 4096), -1);
+	free(back);
+	free(buf);
+	fs_forget(fs, ino, 1);
+	h_unmount(fs);
+	h_verify(img);
+	bdev_close(img);
+}
+END_TEST
+
+/* The smallest cache (1 MiB) under a stream four times its size, with
+ * CPs in between and reads of everything: eviction, the page pool and
+ * pages given back to the kernel are all exercised; every byte must come
+ * back, before and after a remount. */
+START_TEST(test_small_cache_stream)
+{
+	enum { FILES = 4, SIZE = 1u << 20, CHUNK = 48 * 1024 };
+	struct fs_opts o = { .no_cp_thread = true, .cache_max = 1u << 20 };
+	struct bdev *img = h_image(16384);
+	struct fs *fs = h_mount_opts(img, &o);
+	uint8_t *buf = malloc(CHUNK), *back;
+	uint64_t ino[FILES];
+	size_t len;
+
+	ck_assert_ptr_nonnull(buf);
+	for (int f = 0; f < FILES; f++) {
+		char n[16];
+		snprintf(n, sizeof(n), "f%d", f);
+		ino[f] = h_create(fs, 1, n);
+	}
+	for (int round = 0; round < 2; round++) {
+		for (uint64_t off = 0; off < SIZE; off += CHUNK)
+			for (int f = 0; f < FILES; f++) {
+				size_t k = SIZE - off < CHUNK ? SIZE - off : CHUNK;
+				h_fill(buf, k, (uint64_t)f + 10 * round, off);
+				h_write(fs, ino[f], buf, k, off);
+				if ((off / CHUNK) % 5 == 4)
+					ck_assert_int_eq(fs_cp(fs), 0);
+			}
+		for (int f = 0; f < FILES; f++) {
+			back = h_read_all(fs, ino[f], &len);
+			ck_assert_uint_eq(len, SIZE);
+			ck_assert_int_eq(h_cmp(back, len, (uint64_t)f + 10 * round, 0), -1);
+			free(back);
+		}
+	}
+	for (int f = 0; f < FILES; f++)
+		fs_forget(fs, ino[f], 1);
+	h_unmount(fs);
+	h_verify(img);
+	fs = h_mount_opts(img, &o);
+	for (int f = 0; f < FILES; f++) {
+		char n[16];
+		snprintf(n, sizeof(n), "f%d", f);
+		ino[f] = h_lookup(fs, 1, n);
+		back = h_read_all(fs, ino[f], &len);
+		ck_assert_uint_eq(len, SIZE);
+		ck_assert_int_eq(h_cmp(back, len, (uint64_t)f + 10, 0), -1);
+		free(back);
+		fs_forget(fs, ino[f], 1);
+	}
+	free(buf);
+	h_unmount(fs);
+	h_verify(img);
+	bdev_close(img);
+}
+END_TEST
+
 START_TEST(test_osync_survives_crash)
 {
 	struct bdev *img = h_image(4096);
@@ -267,6 +385,8 @@ static Suite *cp_suite(void)
 #endif
 	tcase_add_test(tc, test_group_commit);
 	tcase_add_test(tc, test_osync_survives_crash);
+	tcase_add_test(tc, test_big_fsync_writes_once);
+	tcase_add_test(tc, test_small_cache_stream);
 	tcase_add_test(tc, test_checksum_mismatch_is_eio);
 	suite_add_tcase(s, tc);
 	return s;

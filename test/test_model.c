@@ -632,11 +632,23 @@ static void new_base(void)
 		cur.n[i].last_op = 0;
 }
 
+/* Odd iterations run with the smallest cache (1 MiB): eviction, the
+ * page pool and pages given back to the kernel on every step. */
+static bool small_cache;
+
+static struct fs *model_mount(void)
+{
+	struct fs_opts o = { .no_cp_thread = true };
+
+	o.cache_max = small_cache ? 1u << 20 : 0;
+	return h_mount_opts(bd, &o);
+}
+
 static void do_remount(void)
 {
 	h_unmount(fs);
 	h_verify(bd);
-	fs = h_mount(bd, false);
+	fs = model_mount();
 	refresh_inos(&cur, 0);
 	compare("after remount");
 	new_base();
@@ -660,7 +672,7 @@ static void do_crash(bool sync_all)
 	}
 	fs_abandon(fs);
 	h_verify(bd);
-	fs = h_mount(bd, false);
+	fs = model_mount();
 	got = h_dump_tree(fs);
 	m_copy(&m, &base);
 	for (int k = 0; k <= nops; k++) {
@@ -950,8 +962,13 @@ START_TEST(test_random_model)
 	int steps = quick() ? 800 : 4000;
 
 	h_rng_seed(&rng, seed);
-	printf("test_random_model %d: seed %llu\n", _i,
-	       (unsigned long long)seed);
+	small_cache = _i % 2;
+	printf("test_random_model %d: seed %llu%s\n", _i,
+	       (unsigned long long)seed, small_cache ? ", 1 MiB cache" : "");
+	if (small_cache) {
+		h_unmount(fs);
+		fs = model_mount();
+	}
 	for (int s = 0; s < steps; s++) {
 		random_step();
 		if (s % 50 == 49 || paranoid)
