@@ -321,6 +321,8 @@ out_unlock:
 	free(arr);
 	free(w);
 	free(sb);
+	if (fs->opts.inval_entry)
+		snap_inval_names(fs);
 	return rc;
 }
 

@@ -257,6 +257,9 @@ struct fs {
 				   * deadlisted, not freed */
 	struct snap_req *snap_reqs; /* queued for the next CP */
 	struct snap_req *snap_cp;   /* taken by the CP being written */
+	char **snapdir_gone;      /* names that came or went in .snapshot,
+				   * for fs_opts.inval_entry after the CP */
+	size_t nsnapdir_gone;
 	struct fs_sink sinks[4];
 	int nsinks;
 	pthread_t cp_thread;
@@ -281,6 +284,8 @@ uint64_t alloc_free_blocks(struct fs *fs);
 int alloc_guard_load(struct fs *fs);
 void u64vec_push(struct u64vec *v, uint64_t x);
 void u64vec_free(struct u64vec *v);
+/* Outside every lock: tell the kernel about the names snap_cp_end noted. */
+void snap_inval_names(struct fs *fs);
 
 /* ---- tree.c -------------------------------------------------------------- */
 #define GET_CREATE 1u             /* make a zeroed buffer for a hole */

@@ -258,6 +258,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = fh_flags(fi->flags);
+	/* Every change to a file goes through this mount, so what the
+	 * kernel cached stays right across opens; a rollback invalidates
+	 * it (fs_opts.inval). */
+	fi->keep_cache = 1;
 	fuse_reply_open(req, fi);
 }
 
@@ -281,6 +285,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	e.attr_timeout = tf(req)->timeout;
 	e.entry_timeout = tf(req)->timeout;
 	fi->fh = fh_flags(fi->flags);
+	fi->keep_cache = 1;
 	if (fuse_reply_create(req, &e, fi))
 		fs_forget(tf(req)->fs, a.ino, 1);
 }
@@ -480,6 +485,15 @@ void tfuse_inval(void *arg, uint64_t ino)
 
 	if (t->se)
 		fuse_lowlevel_notify_inval_inode(t->se, ino, 0, 0);
+}
+
+void tfuse_inval_entry(void *arg, uint64_t dir, const char *name)
+{
+	struct tfuse *t = arg;
+
+	if (t->se)
+		fuse_lowlevel_notify_inval_entry(t->se, dir, name,
+						 strlen(name));
 }
 
 const struct fuse_lowlevel_ops tfuse_ops = {

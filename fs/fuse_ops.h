@@ -18,5 +18,6 @@ extern const struct fuse_lowlevel_ops tfuse_ops;
 
 /* fs_opts.inval: drop the kernel's cache of an inode (after rollback). */
 void tfuse_inval(void *arg, uint64_t ino);
+void tfuse_inval_entry(void *arg, uint64_t dir, const char *name);
 
 #endif

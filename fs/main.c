@@ -27,7 +27,7 @@
 
 struct options {
 	char *image, *mountpoint_arg;
-	unsigned cp_interval, cache_mb, dirty_mb, keep_cps;
+	unsigned cp_interval, cache_mb, dirty_mb, keep_cps, cache_timeout;
 	unsigned sched[4];
 	char *snapdir;
 	int ro, help, version;
@@ -41,6 +41,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("cache_size=%u", cache_mb),
 	OPT("dirty_max=%u", dirty_mb),
 	OPT("keep_cps=%u", keep_cps),
+	OPT("cache_timeout=%u", cache_timeout),
 	OPT("hourly=%u", sched[0]),
 	OPT("daily=%u", sched[1]),
 	OPT("weekly=%u", sched[2]),
@@ -113,6 +114,8 @@ static void usage(const char *prog)
 	       "                            .snapshot/@GENERATION\n"
 	       "    -o hourly=N,daily=N,weekly=N,monthly=N\n"
 	       "                            scheduled snapshots, keeping the newest N\n"
+	       "    -o cache_timeout=SECONDS how long the kernel may keep names and\n"
+	       "                            attributes (default 3600)\n"
 	       "    -o snapdir=visible      list .snapshot in the root (default hidden;\n"
 	       "                            always reachable by path)\n"
 	       "    -o ro                   open the image read-only\n"
@@ -196,9 +199,12 @@ int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts copts = { 0 };
-	struct options o = { .cp_interval = 5 };
+	/* Names and attributes only change through this mount (a rollback
+	 * tells the kernel what it changed), so the kernel may keep them
+	 * long: an hour, as zfs-fuse is shipped in Debian. */
+	struct options o = { .cp_interval = 5, .cache_timeout = 3600 };
 	struct fs_opts fo = { 0 };
-	struct tfuse t = { .timeout = 1.0 };
+	struct tfuse t = { 0 };
 	struct ctl *ctl = NULL;
 	char image[PATH_MAX];
 	struct bdev *bd = NULL;
@@ -253,6 +259,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "twinfs: %s: %s\n", o.image, strerror(-rc));
 		goto out_args;
 	}
+	t.timeout = o.cache_timeout;
 	fo.ro = o.ro;
 	fo.no_cp_thread = true; /* started after the fork */
 	fo.cp_interval_ms = o.cp_interval * 1000;
@@ -262,6 +269,7 @@ int main(int argc, char **argv)
 	memcpy(fo.sched, o.sched, sizeof(fo.sched));
 	fo.snapdir_visible = o.snapdir && !strcmp(o.snapdir, "visible");
 	fo.inval = tfuse_inval;
+	fo.inval_entry = tfuse_inval_entry;
 	fo.inval_arg = &t;
 	rc = fs_mount(bd, &fo, &t.fs);
 	if (rc) {

@@ -1619,19 +1619,92 @@ int fs_snap_delete(struct fs *fs, const char *name)
 	return snap_request(fs, SNAP_REQ_DELETE, name, 0, false);
 }
 
+/* (directory, name) pairs the kernel may have cached: every name in
+ * every live directory it holds. */
+struct names {
+	struct name_ent { uint64_t dir; char *name; } *v;
+	size_t n, cap;
+	uint64_t dir;
+};
+
+static int names_fill(void *ctx, const char *name, uint64_t ino,
+		      unsigned dtype, uint64_t next)
+{
+	struct names *nm = ctx;
+	char *dup;
+
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return 0;
+	if (nm->n == nm->cap) {
+		size_t cap = nm->cap ? nm->cap * 2 : 256;
+		struct name_ent *nv = realloc(nm->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		nm->v = nv;
+		nm->cap = cap;
+	}
+	dup = strdup(name);
+	if (!dup)
+		return -ENOMEM;
+	nm->v[nm->n].dir = nm->dir;
+	nm->v[nm->n++].name = dup;
+	return 0;
+}
+
+static void names_collect(struct fs *fs, struct names *nm)
+{
+	pthread_mutex_lock(&fs->lock);
+	for (size_t i = 0; i < fs->nitab; i++)
+		for (struct inode *in = fs->itab[i]; in; in = in->hnext) {
+			struct tfs_dinode *d;
+			if (ino_readonly(in->ino) ||
+			    inode_get(fs, in->ino, &d) ||
+			    !S_ISDIR(get32(d->i_mode)))
+				continue;
+			nm->dir = in->ino;
+			dir_iterate(fs, in->ino, 0, names_fill, nm, false);
+		}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void names_inval(struct fs *fs, struct names *nm)
+{
+	for (size_t i = 0; i < nm->n; i++) {
+		if (fs->opts.inval_entry)
+			fs->opts.inval_entry(fs->opts.inval_arg, nm->v[i].dir,
+					     nm->v[i].name);
+		free(nm->v[i].name);
+	}
+	free(nm->v);
+	memset(nm, 0, sizeof(*nm));
+}
+
 int fs_snap_rollback(struct fs *fs, const char *name, bool force)
 {
 	struct u64vec inos = { 0 };
-	int rc = snap_request(fs, SNAP_REQ_ROLLBACK, name, 0, force);
+	struct names before = { 0 }, after = { 0 };
+	int rc;
 
-	if (rc || !fs->opts.inval)
+	/* The kernel caches names and attributes for a long time (they
+	 * only change through it), so a rollback must name everything it
+	 * changed: each name in a cached directory before and after, and
+	 * every cached inode. */
+	if (fs->opts.inval_entry)
+		names_collect(fs, &before);
+	rc = snap_request(fs, SNAP_REQ_ROLLBACK, name, 0, force);
+	if (rc || !fs->opts.inval) {
+		names_inval(fs, &before);  /* frees; harmless to tell */
 		return rc;
-	/* the kernel's caches describe the tree we left: drop them */
+	}
+	if (fs->opts.inval_entry)
+		names_collect(fs, &after);
 	pthread_mutex_lock(&fs->lock);
 	for (size_t i = 0; i < fs->nitab; i++)
 		for (struct inode *in = fs->itab[i]; in; in = in->hnext)
 			u64vec_push(&inos, in->ino);
 	pthread_mutex_unlock(&fs->lock);
+	names_inval(fs, &before);
+	names_inval(fs, &after);
 	fs->opts.inval(fs->opts.inval_arg, TFS_INO_ROOT);
 	for (size_t i = 0; i < inos.n; i++)
 		if (!ino_readonly(inos.v[i]))

@@ -71,8 +71,34 @@ int snap_load(struct fs *fs)
 
 void snap_destroy(struct fs *fs)
 {
+	for (size_t i = 0; i < fs->nsnapdir_gone; i++)
+		free(fs->snapdir_gone[i]);
+	free(fs->snapdir_gone);
+	fs->snapdir_gone = NULL;
+	fs->nsnapdir_gone = 0;
 	free(fs->snaps);
 	fs->snaps = NULL;
+}
+
+void snap_inval_names(struct fs *fs)
+{
+	char **names;
+	size_t n;
+
+	pthread_mutex_lock(&fs->lock);
+	names = fs->snapdir_gone;
+	n = fs->nsnapdir_gone;
+	fs->snapdir_gone = NULL;
+	fs->nsnapdir_gone = 0;
+	pthread_mutex_unlock(&fs->lock);
+	if (n && fs->opts.inval)
+		fs->opts.inval(fs->opts.inval_arg, FS_INO_SNAPDIR);
+	for (size_t i = 0; i < n; i++) {
+		fs->opts.inval_entry(fs->opts.inval_arg, FS_INO_SNAPDIR,
+				     names[i]);
+		free(names[i]);
+	}
+	free(names);
 }
 
 int snap_by_name(struct fs *fs, const char *name)
@@ -619,6 +645,21 @@ void snap_cp_end(struct fs *fs, int rc)
 
 	for (; r; r = next) {
 		next = r->next; /* r belongs to a waiter: done is the last touch */
+		if (!rc && !r->rc && r->kind != SNAP_REQ_ROLLBACK &&
+		    fs->opts.inval_entry) {
+			char **nn = realloc(fs->snapdir_gone,
+					    (fs->nsnapdir_gone + 1) * sizeof(*nn));
+			char *dup = strdup(r->name);
+			if (nn)
+				fs->snapdir_gone = nn;
+			if (nn && dup)
+				fs->snapdir_gone[fs->nsnapdir_gone++] = dup;
+			else  /* the kernel may show it late: say so */
+				log_warn("out of memory: .snapshot/%s may look "
+					 "stale for a while", r->name);
+			if (!(nn && dup))
+				free(dup);
+		}
 		if (r->owned) {
 			if (r->rc && r->rc != -EEXIST)
 				log_warn("automatic snapshot %s: %d", r->name,

@@ -58,8 +58,12 @@ struct fs_opts {
 	void *clock_arg;
 	/* fsck only: replay what the log allows, no CP at mount */
 	bool repair;
-	/* after a rollback: tell the kernel to forget what it cached */
+	/* Tell the kernel to forget what it cached of an inode (after a
+	 * rollback) or of one name in a directory (a snapshot came or went
+	 * in .snapshot; every name a rollback changed).  Called with no
+	 * lock of the fs held. */
 	void (*inval)(void *arg, uint64_t ino);
+	void (*inval_entry)(void *arg, uint64_t dir, const char *name);
 	void *inval_arg;
 };
 

@@ -108,6 +108,33 @@ t_rollback() {
 	echo after >"$MNT/after" && sync
 }
 
+# The kernel keeps names, attributes and file pages for an hour
+# (cache_timeout): everything a snapshot or a rollback changes must be
+# invalidated, or these reads would see the old tree.
+t_kernel_cache() {
+	local s=$MNT/.snapshot
+	# a name looked up before it exists (a cached negative entry)
+	[ ! -e "$s/coh" ] || die ".snapshot/coh exists before it is made"
+	echo one >"$MNT/cohfile"
+	mkdir -p "$MNT/cohdir" && echo keep >"$MNT/cohdir/gone-later"
+	"$CTL" snapshot create "$MNT" coh
+	[ -d "$s/coh" ] || die "new snapshot hidden by a cached negative entry"
+	cat "$MNT/cohfile" >/dev/null  # pages and attributes cached
+	echo two-longer >"$MNT/cohfile"
+	rm "$MNT/cohdir/gone-later"
+	[ ! -e "$MNT/cohdir/gone-later" ] || die "rm did not take"
+	echo new >"$MNT/cohdir/born-later"
+	stat "$MNT/cohdir/born-later" >/dev/null
+	"$CTL" snapshot rollback "$MNT" coh
+	expect_eq "file content after rollback" "one" "$(cat "$MNT/cohfile")"
+	expect_eq "file size after rollback" 4 "$(stat -c %s "$MNT/cohfile")"
+	[ -e "$MNT/cohdir/gone-later" ] || die "a name the rollback restored is hidden"
+	[ ! -e "$MNT/cohdir/born-later" ] || die "a name the rollback removed is still seen"
+	"$CTL" snapshot delete "$MNT" coh
+	[ ! -e "$s/coh" ] || die "deleted snapshot still reachable"
+	rm -rf "$MNT/cohfile" "$MNT/cohdir"
+}
+
 t_delete_frees() {
 	local before after
 	"$CTL" snapshot delete "$MNT" first second
@@ -172,6 +199,7 @@ run_test "snapshots are read-only (EROFS)" t_readonly
 run_test "list -H / --json, errors" t_list_formats
 run_test "diff: + M R" t_diff
 run_test "rollback (refused, then --force)" t_rollback
+run_test "kernel caches follow snapshot create/delete and rollback" t_kernel_cache
 run_test "delete returns the space" t_delete_frees
 run_step "unmount, fsck clean" eval 'tfs_umount "$MNT" && tfs_fsck_clean "$IMG"'
 run_step "a file for twinfs-dump" eval 'tfs_mount "$IMG" "$MNT" && mkdir -p "$MNT/dir" &&
