@@ -22,6 +22,7 @@ ssize_t file_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
 		return 0;
 	if (size > fsize - off)
 		size = (size_t)(fsize - off);
+	fs->ra_end = (off + size + TFS_BLOCK_SIZE - 1) >> TFS_BLOCK_SHIFT;
 	while (done < size) {
 		uint64_t pos = off + done;
 		uint64_t idx = pos >> TFS_BLOCK_SHIFT;
@@ -32,14 +33,17 @@ ssize_t file_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
 		if (n > size - done)
 			n = size - done;
 		rc = buf_get(fs, ino, 0, idx, 0, &b);
-		if (rc)
+		if (rc) {
+			fs->ra_end = UINT64_MAX;
 			return done ? (ssize_t)done : rc;
+		}
 		if (b)
 			memcpy((char *)buf + done, b->data + bo, n);
 		else
 			memset((char *)buf + done, 0, n);
 		done += n;
 	}
+	fs->ra_end = UINT64_MAX;
 	return (ssize_t)done;
 }
 

@@ -249,6 +249,9 @@ struct fs {
 	struct inode **itab;
 	size_t nitab;
 	uint64_t dirty_max;
+	uint64_t ra_end;          /* file_read: read ahead only up to this
+				   * block of the file (what the request
+				   * asks for); UINT64_MAX elsewhere */
 	uint64_t reserve;         /* blocks only deletes may use */
 	struct snap_mem *snaps;   /* TFS_MAX_SNAPS slots, loaded at mount */
 	unsigned nsnaps;          /* slots in use */

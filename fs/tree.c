@@ -141,12 +141,15 @@ static int find_slot(struct fs *fs, uint64_t owner, uint8_t level,
 	return 0;
 }
 
-#define READAHEAD 32
+#define READAHEAD 256
 
 /* A miss on data block idx: read it and the blocks after it under the
  * same parent in one call, as long as they lie next to each other on
- * disk (a CP writes a file's blocks in runs).  Each is checked against
- * its own pointer; one that does not match is simply not cached. */
+ * disk (a CP writes a file's blocks in runs) and, for a file read, as
+ * far as the request goes (fs->ra_end): the kernel does the sequential
+ * read-ahead, so guessing further only multiplies random reads.  Each
+ * block is checked against its own pointer; one that does not match is
+ * simply not cached. */
 static void readahead(struct fs *fs, uint64_t owner, uint64_t idx,
 		      struct buf *parent)
 {
@@ -156,7 +159,13 @@ static void readahead(struct fs *fs, uint64_t owner, uint64_t idx,
 	struct buf *bufs[READAHEAD];
 	void *data[READAHEAD];
 
-	while (n < READAHEAD && first + n < TFS_BPTRS_PER_BLOCK &&
+	unsigned max = 32; /* not a file read: a few neighbours */
+
+	if (fs->ra_end != UINT64_MAX)
+		max = fs->ra_end <= idx ? 1 :
+		      fs->ra_end - idx < READAHEAD ? (unsigned)(fs->ra_end - idx) :
+		      READAHEAD;
+	while (n < max && first + n < TFS_BPTRS_PER_BLOCK &&
 	       get64(e[first + n].bp_blkno) == start + n &&
 	       !bcache_find(&fs->bc, owner, 0, idx + n))
 		n++;

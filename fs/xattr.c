@@ -132,8 +132,13 @@ static int xname_check(const char *name)
 		return -EINVAL;
 	if (nl > TFS_XATTR_NAME_MAX)
 		return -ERANGE;
+	/* No system.* names: POSIX ACLs (system.posix_acl_*) stored as
+	 * plain bytes would look set but never be enforced, since the
+	 * kernel checks only the mode (FUSE_CAP_POSIX_ACL is not asked
+	 * for).  So setfacl fails with EOPNOTSUPP, as on a file system
+	 * mounted noacl, and cp -a of files without ACLs skips them. */
 	if (strncmp(name, "user.", 5) && strncmp(name, "trusted.", 8) &&
-	    strncmp(name, "security.", 9) && strncmp(name, "system.", 7))
+	    strncmp(name, "security.", 9))
 		return -EOPNOTSUPP;
 	return 0;
 }

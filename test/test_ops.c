@@ -658,6 +658,11 @@ START_TEST(test_xattrs)
 	ck_assert_int_eq(fs_setxattr(fs, f, "user.big", big, sizeof(big), 0),
 			 0);
 	ck_assert_int_eq(fs_setxattr(fs, f, "", "x", 1, 0) < 0, 1);
+	/* POSIX ACLs would not be enforced: refused, read as absent */
+	ck_assert_int_eq(fs_setxattr(fs, f, "system.posix_acl_access", "x", 1,
+				     0), -EOPNOTSUPP);
+	ck_assert_int_eq(fs_getxattr(fs, f, "system.posix_acl_access", buf,
+				     sizeof(buf)), -ENODATA);
 	ck_assert_int_eq(fs_setxattr(fs, f, "user.a", "x", 1, 4), -EINVAL);
 	ck_assert_int_eq(fs_removexattr(fs, f, "user.nope"), -ENODATA);
 	ck_assert_int_eq(fs_removexattr(fs, f, "user.b"), 0);
