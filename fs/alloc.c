@@ -287,7 +287,10 @@ void alloc_cp_durable(struct fs *fs)
 		}
 	}
 	fs->al.guard_set.n = fs->al.guard_clear.n = 0;
+	/* file reads in flight may still be reading held blocks */
+	pthread_rwlock_wrlock(&fs->io_rw);
 	set_clear(&fs->al.hold);
+	pthread_rwlock_unlock(&fs->io_rw);
 }
 
 uint64_t alloc_free_blocks(struct fs *fs)

@@ -5,6 +5,8 @@
  * Callers (ops.c) update sizes and times; this file moves bytes and
  * blocks.  Runs under fs->lock.
  */
+#include <stdlib.h>
+
 #include "fs_impl.h"
 
 ssize_t file_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
@@ -45,6 +47,132 @@ ssize_t file_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
 	}
 	fs->ra_end = UINT64_MAX;
 	return (ssize_t)done;
+}
+
+static int plan_add(struct read_plan *p, const struct tfs_bptr *bp,
+		    char *dst, size_t bo, size_t n)
+{
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 64;
+		struct read_miss *nm = realloc(p->m, cap * sizeof(*nm));
+		if (!nm)
+			return -ENOMEM;
+		p->m = nm;
+		p->cap = cap;
+	}
+	p->m[p->n++] = (struct read_miss){ *bp, dst, bo, n };
+	return 0;
+}
+
+ssize_t file_read_plan(struct fs *fs, uint64_t ino, void *buf, size_t size,
+		       uint64_t off, struct read_plan *plan)
+{
+	struct tfs_dinode *d;
+	size_t done = 0;
+	int rc = inode_get(fs, ino, &d);
+	uint64_t fsize;
+
+	plan->n = 0;
+	if (rc)
+		return rc;
+	fsize = get64(d->i_size);
+	if (off >= fsize)
+		return 0;
+	if (size > fsize - off)
+		size = (size_t)(fsize - off);
+	while (done < size) {
+		uint64_t pos = off + done;
+		uint64_t idx = pos >> TFS_BLOCK_SHIFT;
+		size_t bo = pos & (TFS_BLOCK_SIZE - 1);
+		size_t n = TFS_BLOCK_SIZE - bo;
+		struct tfs_bptr bp;
+		struct buf *b;
+
+		if (n > size - done)
+			n = size - done;
+		rc = tree_peek(fs, ino, idx, &b, &bp);
+		if (!rc && !b && get64(bp.bp_blkno))
+			rc = plan_add(plan, &bp, (char *)buf + done, bo, n);
+		if (rc)
+			return done ? (ssize_t)done : rc;
+		if (b)
+			memcpy((char *)buf + done, b->data + bo, n);
+		else if (!get64(bp.bp_blkno))
+			memset((char *)buf + done, 0, n);
+		done += n;
+	}
+	return (ssize_t)done;
+}
+
+static int miss_check(struct fs *fs, const struct read_miss *m,
+		      const void *blk)
+{
+	le64 sum[2];
+
+	csum_block(blk, TFS_BLOCK_SIZE, sum);
+	if (csum_equal(sum, m->bp.bp_csum))
+		return 0;
+	log_err("checksum mismatch on block %llu (birth %llu)",
+		(unsigned long long)get64(m->bp.bp_blkno),
+		(unsigned long long)get64(m->bp.bp_birth));
+	return -EIO;
+}
+
+int file_read_io(struct fs *fs, struct read_plan *plan)
+{
+	uint64_t lo = TFS_LOG_START + get64(fs->sb.s_log_blocks);
+	uint64_t hi = fs->bd->nblocks;
+	uint8_t *tmp = NULL;
+	void *run[256];
+	int rc = 0;
+
+	for (size_t i = 0; i < plan->n && !rc;) {
+		struct read_miss *m = &plan->m[i];
+		uint64_t blk = get64(m->bp.bp_blkno);
+		unsigned k = 1;
+
+		if (blk < lo || blk >= hi) {
+			log_err("block pointer to %llu out of range",
+				(unsigned long long)blk);
+			rc = -EIO;
+			break;
+		}
+		if (m->bo || m->n < TFS_BLOCK_SIZE) { /* part of a block */
+			if (!tmp && !(tmp = malloc(TFS_BLOCK_SIZE))) {
+				rc = -ENOMEM;
+				break;
+			}
+			rc = bdev_read(fs->bd, blk, tmp);
+			if (!rc)
+				rc = miss_check(fs, m, tmp);
+			if (!rc)
+				memcpy(m->dst, tmp + m->bo, m->n);
+			i++;
+			continue;
+		}
+		/* whole blocks next to each other on disk and in the buffer:
+		 * one call, straight into the caller's buffer */
+		run[0] = m->dst;
+		while (i + k < plan->n && k < 256 && blk + k < hi &&
+		       get64(plan->m[i + k].bp.bp_blkno) == blk + k &&
+		       plan->m[i + k].bo == 0 &&
+		       plan->m[i + k].n == TFS_BLOCK_SIZE &&
+		       plan->m[i + k].dst == m->dst + (size_t)k * TFS_BLOCK_SIZE) {
+			run[k] = plan->m[i + k].dst;
+			k++;
+		}
+		rc = bdev_read_run(fs->bd, blk, run, k);
+		for (unsigned j = 0; j < k && !rc; j++)
+			rc = miss_check(fs, &plan->m[i + j], run[j]);
+		i += k;
+	}
+	if (rc == -EIO || (rc < 0 && rc != -ENOMEM)) {
+		if (rc != -EIO)
+			log_err("read error: %d", rc);
+		rc = -EIO;
+	}
+	free(tmp);
+	return rc;
 }
 
 /* Write bytes; does not change i_size. */

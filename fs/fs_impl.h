@@ -14,6 +14,14 @@
  *                    log's write and flush: that is the group commit)
  *   log->lock        the pending record bytes and sequence counters
  *
+ *   fs->io_rw        (beside the order above) a file read takes it
+ *                    shared under fs->lock and keeps it while it reads
+ *                    data blocks with fs->lock dropped; the CP takes it
+ *                    exclusive, under fs->lock, only to release held
+ *                    blocks (alloc_cp_durable).  So no block can be
+ *                    reused while a read of it is in flight, and a
+ *                    reader never waits for fs->lock while holding it.
+ *
  * The CP freezes the dirty set under fs->lock (addresses, checksums and a
  * copy of every block), then drops fs->lock and writes: writers go on
  * with the next generation while the previous one is on its way to disk
@@ -234,6 +242,7 @@ enum fs_state { FS_OK, FS_ERROR };
 struct fs {
 	pthread_mutex_t lock;
 	pthread_mutex_t cp_lock;
+	pthread_rwlock_t io_rw;   /* see the lock order at the top */
 	pthread_cond_t cp_cond;   /* CP thread wakeup, with lock */
 	pthread_cond_t cp_done;   /* a CP finished, with lock */
 	struct bdev *bd;
@@ -338,6 +347,29 @@ int dirblk_parse(const uint8_t *blk, struct dirent_view *ents, size_t max);
 uint64_t dir_hash(const char *name, size_t len);
 
 /* ---- file.c ---------------------------------------------------------------- */
+/* A file read in two steps, so data comes off the disk without
+ * fs->lock: file_read_plan (fs->lock held) copies what the cache has,
+ * zeroes holes and notes the blocks to read; file_read_io (no lock,
+ * fs->io_rw shared) reads them straight into the caller's buffer and
+ * checks each against its pointer.  Only blocks whose content is durable
+ * are left out of the cache (bcache_evict keeps the rest), so reading
+ * them from the device is right. */
+struct read_miss {
+	struct tfs_bptr bp;
+	char *dst;
+	size_t bo, n;             /* bytes [bo, bo+n) of the block */
+};
+struct read_plan {
+	struct read_miss *m;
+	size_t n, cap;
+};
+ssize_t file_read_plan(struct fs *fs, uint64_t ino, void *buf, size_t size,
+		       uint64_t off, struct read_plan *plan);
+int file_read_io(struct fs *fs, struct read_plan *plan);
+/* The pointer of data block idx of owner, or the cached buffer (*b);
+ * a hole leaves both zero.  fs->lock held. */
+int tree_peek(struct fs *fs, uint64_t owner, uint64_t idx, struct buf **b,
+	      struct tfs_bptr *bp);
 ssize_t file_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
 		  uint64_t off);
 int file_write(struct fs *fs, uint64_t ino, const void *buf, size_t size,

@@ -175,7 +175,9 @@ static int log_write(struct fs *fs, const struct lrec *recs, size_t nrecs,
 {
 	enum { RUN = 256 };
 	struct ilog *l = &fs->log;
-	uint8_t *stage = aligned_alloc(4096, (size_t)RUN * TFS_BLOCK_SIZE);
+	size_t nblk = (n + TFS_LOG_PAYLOAD - 1) / TFS_LOG_PAYLOAD;
+	uint8_t *stage = aligned_alloc(4096, (nblk < RUN ? nblk : RUN) *
+					     (size_t)TFS_BLOCK_SIZE);
 	void *bufs[RUN];
 	size_t ri = 0, roff = 0, done = 0;
 	uint64_t seq = seq0;

@@ -23,6 +23,7 @@ static int fs_new(struct bdev *bd, const struct fs_opts *o, struct fs **out)
 		return -ENOMEM;
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->cp_lock, NULL);
+	pthread_rwlock_init(&fs->io_rw, NULL);
 	pthread_cond_init(&fs->cp_cond, NULL);
 	pthread_cond_init(&fs->cp_done, NULL);
 	fs->bd = bd;
@@ -62,6 +63,7 @@ static void fs_free(struct fs *fs)
 	bcache_destroy(&fs->bc);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_mutex_destroy(&fs->cp_lock);
+	pthread_rwlock_destroy(&fs->io_rw);
 	pthread_cond_destroy(&fs->cp_cond);
 	pthread_cond_destroy(&fs->cp_done);
 	free(fs);

@@ -1383,15 +1383,26 @@ int fs_readlink(struct fs *fs, uint64_t ino, char *buf, size_t size)
 ssize_t fs_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
 		uint64_t off)
 {
+	struct read_plan plan = { 0 };
 	struct tfs_dinode *d;
 	ssize_t n;
+	int rc;
 
 	pthread_mutex_lock(&fs->lock);
 	n = reg_get(fs, ino, &d);
 	if (!n)
-		n = file_read(fs, ino, buf, size, off);
+		n = file_read_plan(fs, ino, buf, size, off, &plan);
+	if (n > 0 && plan.n)
+		pthread_rwlock_rdlock(&fs->io_rw);
 	fs_evict(fs);
 	pthread_mutex_unlock(&fs->lock);
+	if (n > 0 && plan.n) {
+		rc = file_read_io(fs, &plan);
+		pthread_rwlock_unlock(&fs->io_rw);
+		if (rc)
+			n = rc;
+	}
+	free(plan.m);
 	return n;
 }
 

@@ -141,6 +141,26 @@ static int find_slot(struct fs *fs, uint64_t owner, uint8_t level,
 	return 0;
 }
 
+int tree_peek(struct fs *fs, uint64_t owner, uint64_t idx, struct buf **b,
+	      struct tfs_bptr *bp)
+{
+	struct tfs_bptr *slot;
+	struct buf *parent;
+	int rc;
+
+	memset(bp, 0, sizeof(*bp));
+	*b = bcache_find(&fs->bc, owner, 0, idx);
+	if (*b)
+		return 0;
+	rc = find_slot(fs, owner, 0, idx, 0, &slot, &parent);
+	if (rc)
+		return rc;
+	*b = bcache_find(&fs->bc, owner, 0, idx);
+	if (!*b && slot)
+		*bp = *slot;
+	return 0;
+}
+
 #define READAHEAD 256
 
 /* A miss on data block idx: read it and the blocks after it under the
