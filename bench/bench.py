@@ -854,7 +854,7 @@ def report(res, cfg, outdir, elapsed):
         f.write(text)
     print(text)
     chart(res, outdir)
-    if not cfg.smoke and not cfg.out:
+    if not cfg.smoke and not cfg.out and not cfg.only:
         readme_table(os.path.join(outdir, 'results.md'))
 
 
