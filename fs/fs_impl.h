@@ -401,6 +401,10 @@ void ilog_destroy(struct fs *fs);
  * it back (ilog_buf_put) on failure. */
 int ilog_append(struct fs *fs, uint8_t *rec, size_t len, size_t cap,
 		uint64_t *pos);
+/* True while the log keeps no record bytes (see ILOG_SYNC_MAX). */
+bool ilog_overflowed(struct fs *fs);
+/* Overflowed: account len bytes of a record that is not kept. */
+int ilog_skip(struct fs *fs, size_t len, uint64_t *pos);
 /* A buffer of at least need bytes; *cap gets its size.  NULL: no memory. */
 uint8_t *ilog_buf_get(struct fs *fs, size_t need, size_t *cap);
 void ilog_buf_put(struct fs *fs, uint8_t *p, size_t cap);

@@ -142,6 +142,32 @@ out:
 	return rc;
 }
 
+bool ilog_overflowed(struct fs *fs)
+{
+	bool o;
+
+	pthread_mutex_lock(&fs->log.lock);
+	o = fs->log.overflow;
+	pthread_mutex_unlock(&fs->log.lock);
+	return o;
+}
+
+int ilog_skip(struct fs *fs, size_t len, uint64_t *pos)
+{
+	struct ilog *l = &fs->log;
+	int rc = 0;
+
+	pthread_mutex_lock(&l->lock);
+	if (l->overflow) {
+		l->appended += len;
+		*pos = l->appended;
+	} else {
+		rc = -EINVAL; /* only fs_write calls this, after checking */
+	}
+	pthread_mutex_unlock(&l->lock);
+	return rc;
+}
+
 size_t ilog_pending(struct fs *fs)
 {
 	size_t n;

@@ -624,18 +624,14 @@ static int reg_get(struct fs *fs, uint64_t ino, struct tfs_dinode **d)
 	return 0;
 }
 
-static int apply_write(struct fs *fs, struct rd *r)
+/* The write itself, from a record (replay, the live path) or straight
+ * from the caller's buffer (fs_write when the log keeps no bytes). */
+static int write_apply(struct fs *fs, uint64_t ino, uint64_t off,
+		       struct timespec t, const void *data, size_t n)
 {
-	uint64_t ino = r64(r), off = r64(r);
-	struct timespec t = rts(r);
 	struct tfs_dinode *d;
-	size_t n;
-	const uint8_t *data = rbytes(r, &n);
-	int rc;
+	int rc = reg_get(fs, ino, &d);
 
-	if (r->err)
-		return r->err;
-	rc = reg_get(fs, ino, &d);
 	if (rc)
 		return rc;
 	if (off + n > (1ull << 52) || off + n < off)
@@ -650,6 +646,18 @@ static int apply_write(struct fs *fs, struct rd *r)
 	set_times(d, 3, t);
 	inode_touch(fs, ino);
 	return 0;
+}
+
+static int apply_write(struct fs *fs, struct rd *r)
+{
+	uint64_t ino = r64(r), off = r64(r);
+	struct timespec t = rts(r);
+	size_t n;
+	const uint8_t *data = rbytes(r, &n);
+
+	if (r->err)
+		return r->err;
+	return write_apply(fs, ino, off, t, data, n);
 }
 
 static int apply_falloc(struct fs *fs, struct rd *r)
@@ -1080,6 +1088,22 @@ static int sync_to(struct fs *fs, uint64_t pos)
 	return rc;
 }
 
+/* The write record: header, ino, off, time, data.  Built before the
+ * lock is taken (the copy of the data is the costly part); off (for
+ * O_APPEND) and the time are filled in under it. */
+static void write_rec(struct fs *fs, struct rec *r, uint64_t ino,
+		      const void *buf, size_t size, uint64_t off)
+{
+	size_t cap;
+	uint8_t *p = ilog_buf_get(fs, size + 64, &cap);
+
+	rec_begin_buf(r, TFS_OP_WRITE, p, cap);
+	w64(r, ino);
+	w64(r, off);
+	wts(r, (struct timespec){ 0, 0 });
+	wbytes(r, buf, size);
+}
+
 ssize_t fs_write(struct fs *fs, uint64_t ino, const void *buf, size_t size,
 		 uint64_t off, unsigned flags)
 {
@@ -1088,7 +1112,7 @@ ssize_t fs_write(struct fs *fs, uint64_t ino, const void *buf, size_t size,
 	uint64_t nb = (size + 2 * TFS_BLOCK_SIZE - 1) / TFS_BLOCK_SIZE;
 	struct tfs_dinode *d;
 	struct timespec now;
-	struct rec r;
+	struct rec r = { 0 };
 	uint64_t pos;
 	le64 v;
 	int rc;
@@ -1097,17 +1121,12 @@ ssize_t fs_write(struct fs *fs, uint64_t ino, const void *buf, size_t size,
 		return -EROFS;
 	if (size == 0) /* changes nothing, not even the times */
 		return fs_open(fs, ino, false);
-	/* The data is copied into the record before taking the lock; the
-	 * offset (for O_APPEND) and the time are filled in under it. */
-	{
-		size_t cap;
-		uint8_t *p = ilog_buf_get(fs, size + 64, &cap);
-		rec_begin_buf(&r, TFS_OP_WRITE, p, cap);
-	}
-	w64(&r, ino);
-	w64(&r, off);
-	wts(&r, (struct timespec){ 0, 0 });
-	wbytes(&r, buf, size);
+	/* Past ILOG_SYNC_MAX the log keeps no bytes until the next CP
+	 * (ilog.c): then the data goes from the caller's buffer straight
+	 * into the cache, with no record.  Otherwise build the record
+	 * outside the lock. */
+	if (!ilog_overflowed(fs))
+		write_rec(fs, &r, ino, buf, size, off);
 	pthread_mutex_lock(&fs->lock);
 	rc = op_begin(fs, nb + nb / 64 + 16, false);
 	if (!rc)
@@ -1117,12 +1136,27 @@ ssize_t fs_write(struct fs *fs, uint64_t ino, const void *buf, size_t size,
 			ilog_buf_put(fs, r.p, r.cap);
 		goto out;
 	}
+	if (flags & FS_WRITE_APPEND)
+		off = get64(d->i_size);
+	now = fs_now();
+	/* The overflow can only end with a CP, which needs fs->lock: what
+	 * ilog_overflowed says now holds until the write is accounted. */
+	if (ilog_overflowed(fs)) {
+		if (r.p)
+			ilog_buf_put(fs, r.p, r.cap);
+		rc = write_apply(fs, ino, off, now, buf, size);
+		if (!rc)
+			rc = ilog_skip(fs, size + 64, &pos);
+		if (!rc)
+			cp_throttle(fs);
+		fs_evict(fs);
+		goto out;
+	}
+	if (!r.p && !r.err) /* a CP ended the overflow meanwhile */
+		write_rec(fs, &r, ino, buf, size, off);
 	if (!r.err) {
-		if (flags & FS_WRITE_APPEND) {
-			v = d->i_size;
-			memcpy(r.p + OFF_AT, &v, 8);
-		}
-		now = fs_now();
+		v = put64(off);
+		memcpy(r.p + OFF_AT, &v, 8);
 		v = put64((uint64_t)now.tv_sec);
 		memcpy(r.p + TIME_AT, &v, 8);
 		v = put64((uint64_t)now.tv_nsec);
