@@ -46,7 +46,7 @@ struct fs_opts {
 	bool ro;
 	unsigned cp_interval_ms;   /* 0: no timer (tests drive CPs) */
 	uint64_t dirty_max;        /* bytes dirty before a CP starts; 0: default */
-	uint64_t cache_max;        /* bytes of clean cache kept; 0: default */
+	uint64_t cache_max;        /* memory budget for blocks (struct bcache); 0: default */
 	bool no_cp_thread;         /* tests: CPs run only from fs_cp() calls */
 	bool snapdir_visible;      /* list .snapshot in readdir of the root */
 	/* keep every CP of the last keep_cps seconds as snapshot "@GEN" */
