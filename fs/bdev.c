@@ -1,9 +1,20 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * bdev.c - block devices.  The only caller of pread/pwrite/fdatasync.
+ *
+ * An image is written through a second descriptor opened O_DIRECT when
+ * the file system under it allows: a CP's runs go to the device without
+ * a copy into the page cache, and without filling it with blocks twinfs
+ * caches itself (bcache.c).  Reads stay buffered, so the kernel's
+ * read-ahead still works for them; a direct write drops any cached copy
+ * of the blocks it writes, so the two agree.  Buffers that are not 4 KiB
+ * aligned, and a file system that turns O_DIRECT down at write time,
+ * take the buffered descriptor.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,7 +26,23 @@
 
 struct file_dev {
 	int fd;
+	int wfd;                  /* O_DIRECT, or -1 */
 };
+
+static bool aligned(const void *p)
+{
+	return ((uintptr_t)p & 4095) == 0;
+}
+
+/* A direct write refused with EINVAL: write buffered from now on. */
+static bool direct_refused(struct file_dev *f, ssize_t k)
+{
+	if (k >= 0 || errno != EINVAL || f->wfd < 0)
+		return false;
+	close(f->wfd);
+	f->wfd = -1;
+	return true;
+}
 
 static int file_read(struct bdev *bd, uint64_t blkno, void *buf)
 {
@@ -44,10 +71,13 @@ static int file_write(struct bdev *bd, uint64_t blkno, const void *buf)
 	size_t done = 0;
 
 	while (done < TFS_BLOCK_SIZE) {
-		ssize_t n = pwrite(f->fd, (const char *)buf + done,
+		int fd = done == 0 && f->wfd >= 0 && aligned(buf) ? f->wfd : f->fd;
+		ssize_t n = pwrite(fd, (const char *)buf + done,
 				   TFS_BLOCK_SIZE - done,
 				   (off_t)(blkno * TFS_BLOCK_SIZE + done));
 		if (n < 0 && errno == EINTR)
+			continue;
+		if (fd == f->wfd && direct_refused(f, n))
 			continue;
 		if (n < 0)
 			return -errno;
@@ -62,22 +92,29 @@ static int file_write_run(struct bdev *bd, uint64_t blkno, void *const *bufs,
 	struct file_dev *f = bd->priv;
 	struct iovec iov[256];
 	size_t total = (size_t)n * TFS_BLOCK_SIZE, done = 0;
+	bool direct = f->wfd >= 0;
 
 	if (n > 256)
 		return -EINVAL;
 	for (unsigned i = 0; i < n; i++) {
 		iov[i].iov_base = bufs[i];
 		iov[i].iov_len = TFS_BLOCK_SIZE;
+		direct = direct && aligned(bufs[i]);
 	}
 	while (done < total) {
 		unsigned first = (unsigned)(done / TFS_BLOCK_SIZE);
 		size_t skip = done % TFS_BLOCK_SIZE;
+		/* a short direct write ends mid-block only in theory: then
+		 * the rest goes buffered */
+		int fd = direct && skip == 0 && f->wfd >= 0 ? f->wfd : f->fd;
 		ssize_t k;
 		iov[first].iov_base = (char *)bufs[first] + skip;
 		iov[first].iov_len = TFS_BLOCK_SIZE - skip;
-		k = pwritev(f->fd, iov + first, (int)(n - first),
+		k = pwritev(fd, iov + first, (int)(n - first),
 			    (off_t)(blkno * TFS_BLOCK_SIZE + done));
 		if (k < 0 && errno == EINTR)
+			continue;
+		if (fd == f->wfd && direct_refused(f, k))
 			continue;
 		if (k < 0)
 			return -errno;
@@ -125,6 +162,8 @@ static void file_close(struct bdev *bd)
 	struct file_dev *f = bd->priv;
 
 	close(f->fd);
+	if (f->wfd >= 0)
+		close(f->wfd);
 	free(f);
 }
 
@@ -165,6 +204,7 @@ int bdev_file_open(const char *path, bool ro, struct bdev **out)
 		return -ENOMEM;
 	}
 	f->fd = fd;
+	f->wfd = ro ? -1 : open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
 	bd->ops = &file_ops;
 	bd->priv = f;
 	bd->ro = ro;

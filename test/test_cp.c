@@ -415,6 +415,48 @@ START_TEST(test_reads_during_cps)
 }
 END_TEST
 
+/* The file back end writes aligned blocks through O_DIRECT and the rest
+ * buffered, and reads buffered: whatever path each write took, a read
+ * sees the last one. */
+START_TEST(test_file_bdev_paths)
+{
+	char path[] = "/var/tmp/twinfs-bdev-XXXXXX";
+	int fd = mkstemp(path);
+	uint8_t *al = aligned_alloc(4096, 3 * 4096), *un = malloc(4096 + 1);
+	uint8_t *back = aligned_alloc(4096, 3 * 4096);
+	void *run[3] = { al, al + 4096, al + 8192 }, *rrun[3];
+	struct bdev *bd;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 64 * 4096), 0);
+	close(fd);
+	ck_assert_int_eq(bdev_file_open(path, false, &bd), 0);
+	for (int round = 0; round < 3; round++) {
+		/* aligned (direct), unaligned (buffered), aligned again */
+		h_fill(al, 4096, 100 + round, 0);
+		ck_assert_int_eq(bdev_write(bd, 5, al), 0);
+		ck_assert_int_eq(bdev_read(bd, 5, back), 0);
+		ck_assert_int_eq(h_cmp(back, 4096, 100 + round, 0), -1);
+		h_fill(un + 1, 4096, 200 + round, 0);
+		ck_assert_int_eq(bdev_write(bd, 5, un + 1), 0);
+		ck_assert_int_eq(bdev_read(bd, 5, back), 0);
+		ck_assert_int_eq(h_cmp(back, 4096, 200 + round, 0), -1);
+	}
+	h_fill(al, 3 * 4096, 7, 0);
+	ck_assert_int_eq(bdev_write_run(bd, 10, run, 3), 0);
+	for (int i = 0; i < 3; i++)
+		rrun[i] = back + i * 4096;
+	ck_assert_int_eq(bdev_read_run(bd, 10, rrun, 3), 0);
+	ck_assert_int_eq(h_cmp(back, 3 * 4096, 7, 0), -1);
+	ck_assert_int_eq(bdev_flush(bd), 0);
+	bdev_close(bd);
+	unlink(path);
+	free(al);
+	free(un);
+	free(back);
+}
+END_TEST
+
 START_TEST(test_osync_survives_crash)
 {
 	struct bdev *img = h_image(4096);
@@ -495,6 +537,7 @@ static Suite *cp_suite(void)
 	tcase_add_test(tc, test_big_fsync_writes_once);
 	tcase_add_test(tc, test_small_cache_stream);
 	tcase_add_test(tc, test_reads_during_cps);
+	tcase_add_test(tc, test_file_bdev_paths);
 	tcase_add_test(tc, test_checksum_mismatch_is_eio);
 	suite_add_tcase(s, tc);
 	return s;
