@@ -136,7 +136,7 @@ static int xname_check(const char *name)
 	 * plain bytes would look set but never be enforced, since the
 	 * kernel checks only the mode (FUSE_CAP_POSIX_ACL is not asked
 	 * for).  So setfacl fails with EOPNOTSUPP, as on a file system
-	 * mounted noacl, and cp -a of files without ACLs skips them. */
+	 * mounted noacl; cp -a then sets the mode with chmod instead. */
 	if (strncmp(name, "user.", 5) && strncmp(name, "trusted.", 8) &&
 	    strncmp(name, "security.", 9))
 		return -EOPNOTSUPP;
