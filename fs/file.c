@@ -9,46 +9,6 @@
 
 #include "fs_impl.h"
 
-ssize_t file_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
-		  uint64_t off)
-{
-	struct tfs_dinode *d;
-	size_t done = 0;
-	int rc = inode_get(fs, ino, &d);
-	uint64_t fsize;
-
-	if (rc)
-		return rc;
-	fsize = get64(d->i_size);
-	if (off >= fsize)
-		return 0;
-	if (size > fsize - off)
-		size = (size_t)(fsize - off);
-	fs->ra_end = (off + size + TFS_BLOCK_SIZE - 1) >> TFS_BLOCK_SHIFT;
-	while (done < size) {
-		uint64_t pos = off + done;
-		uint64_t idx = pos >> TFS_BLOCK_SHIFT;
-		size_t bo = pos & (TFS_BLOCK_SIZE - 1);
-		size_t n = TFS_BLOCK_SIZE - bo;
-		struct buf *b;
-
-		if (n > size - done)
-			n = size - done;
-		rc = buf_get(fs, ino, 0, idx, 0, &b);
-		if (rc) {
-			fs->ra_end = UINT64_MAX;
-			return done ? (ssize_t)done : rc;
-		}
-		if (b)
-			memcpy((char *)buf + done, b->data + bo, n);
-		else
-			memset((char *)buf + done, 0, n);
-		done += n;
-	}
-	fs->ra_end = UINT64_MAX;
-	return (ssize_t)done;
-}
-
 static int plan_add(struct read_plan *p, const struct tfs_bptr *bp,
 		    char *dst, size_t bo, size_t n)
 {
@@ -173,6 +133,21 @@ int file_read_io(struct fs *fs, struct read_plan *plan)
 	}
 	free(tmp);
 	return rc;
+}
+
+ssize_t file_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
+		  uint64_t off)
+{
+	struct read_plan plan = { 0 };
+	ssize_t n = file_read_plan(fs, ino, buf, size, off, &plan);
+
+	if (n > 0 && plan.n) {
+		int rc = file_read_io(fs, &plan);
+		if (rc)
+			n = rc;
+	}
+	free(plan.m);
+	return n;
 }
 
 /* Write bytes; does not change i_size. */

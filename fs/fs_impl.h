@@ -258,9 +258,6 @@ struct fs {
 	struct inode **itab;
 	size_t nitab;
 	uint64_t dirty_max;
-	uint64_t ra_end;          /* file_read: read ahead only up to this
-				   * block of the file (what the request
-				   * asks for); UINT64_MAX elsewhere */
 	uint64_t reserve;         /* blocks only deletes may use */
 	struct snap_mem *snaps;   /* TFS_MAX_SNAPS slots, loaded at mount */
 	unsigned nsnaps;          /* slots in use */
@@ -370,6 +367,7 @@ int file_read_io(struct fs *fs, struct read_plan *plan);
  * a hole leaves both zero.  fs->lock held. */
 int tree_peek(struct fs *fs, uint64_t owner, uint64_t idx, struct buf **b,
 	      struct tfs_bptr *bp);
+/* Both steps at once, fs->lock held throughout (short reads: symlinks). */
 ssize_t file_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
 		  uint64_t off);
 int file_write(struct fs *fs, uint64_t ino, const void *buf, size_t size,

@@ -27,7 +27,6 @@ static int fs_new(struct bdev *bd, const struct fs_opts *o, struct fs **out)
 	pthread_cond_init(&fs->cp_cond, NULL);
 	pthread_cond_init(&fs->cp_done, NULL);
 	fs->bd = bd;
-	fs->ra_end = UINT64_MAX;
 	if (o)
 		fs->opts = *o;
 	{

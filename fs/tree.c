@@ -161,15 +161,14 @@ int tree_peek(struct fs *fs, uint64_t owner, uint64_t idx, struct buf **b,
 	return 0;
 }
 
-#define READAHEAD 256
+#define READAHEAD 32
 
-/* A miss on data block idx: read it and the blocks after it under the
- * same parent in one call, as long as they lie next to each other on
- * disk (a CP writes a file's blocks in runs) and, for a file read, as
- * far as the request goes (fs->ra_end): the kernel does the sequential
- * read-ahead, so guessing further only multiplies random reads.  Each
- * block is checked against its own pointer; one that does not match is
- * simply not cached. */
+/* A miss on level-0 block idx (a directory bucket, a block of the inode
+ * file or of another metafile; file data goes through file_read_plan):
+ * read it and the blocks after it under the same parent in one call, as
+ * long as they lie next to each other on disk (a CP writes a file's
+ * blocks in runs).  Each is checked against its own pointer; one that
+ * does not match is simply not cached. */
 static void readahead(struct fs *fs, uint64_t owner, uint64_t idx,
 		      struct buf *parent)
 {
@@ -179,13 +178,7 @@ static void readahead(struct fs *fs, uint64_t owner, uint64_t idx,
 	struct buf *bufs[READAHEAD];
 	void *data[READAHEAD];
 
-	unsigned max = 32; /* not a file read: a few neighbours */
-
-	if (fs->ra_end != UINT64_MAX)
-		max = fs->ra_end <= idx ? 1 :
-		      fs->ra_end - idx < READAHEAD ? (unsigned)(fs->ra_end - idx) :
-		      READAHEAD;
-	while (n < max && first + n < TFS_BPTRS_PER_BLOCK &&
+	while (n < READAHEAD && first + n < TFS_BPTRS_PER_BLOCK &&
 	       get64(e[first + n].bp_blkno) == start + n &&
 	       !bcache_find(&fs->bc, owner, 0, idx + n))
 		n++;
