@@ -193,7 +193,8 @@ struct ilog {
 	struct lrec *recs;        /* pending records, in order (owned): */
 	size_t nrecs, caprecs;    /*   protected by lock */
 	size_t len;               /* their total bytes */
-	bool overflow;            /* past ILOG_SYNC_MAX: bytes dropped */
+	size_t sync_max;          /* ILOG_SYNC_MAX, or fs_opts.log_sync_max */
+	bool overflow;            /* past sync_max: bytes dropped */
 	uint8_t *big[ILOG_NBIGBUF]; /* free ILOG_BIGBUF buffers (lock) */
 	unsigned nbig;
 	uint64_t appended;        /* stream position after the last record */

@@ -38,6 +38,8 @@ int ilog_init(struct fs *fs)
 	pthread_mutex_init(&l->sync_lock, NULL);
 	pthread_cond_init(&l->cond, NULL);
 	l->nblocks = get64(fs->sb.s_log_blocks);
+	l->sync_max = fs->opts.log_sync_max ? fs->opts.log_sync_max :
+		      ILOG_SYNC_MAX;
 	l->epoch = get64(fs->sb.s_log_epoch);
 	l->wseq = l->durable_seq = get64(fs->sb.s_log_seq);
 	memcpy(l->uuid, fs->sb.s_uuid, 16);
@@ -127,7 +129,7 @@ int ilog_append(struct fs *fs, uint8_t *rec, size_t len, size_t cap,
 		l->recs[l->nrecs].cap = cap;
 		l->recs[l->nrecs++].len = len;
 		l->len += len;
-		if (l->len > ILOG_SYNC_MAX) {
+		if (l->len > l->sync_max) {
 			for (size_t i = 0; i < l->nrecs; i++)
 				buf_put_locked(l, l->recs[i].p, l->recs[i].cap);
 			l->nrecs = 0;

@@ -56,6 +56,9 @@ struct fs_opts {
 	/* the clock for snapshot times and schedules (tests); NULL: time() */
 	time_t (*clock)(void *arg);
 	void *clock_arg;
+	/* tests: pending log bytes past which an fsync runs a CP and the
+	 * log keeps no more record bytes (0: 4 MiB, ILOG_SYNC_MAX) */
+	uint32_t log_sync_max;
 	/* fsck only: replay what the log allows, no CP at mount */
 	bool repair;
 	/* Tell the kernel to forget what it cached of an inode (after a
