@@ -273,15 +273,21 @@ void bcache_mark_clean(struct bcache *bc, struct buf *b)
 	bc->ndirty--;
 }
 
+/* Runs after every operation: when all that is left to drop belongs to
+ * the CP in flight, give up after a few of those rather than walk the
+ * whole list each time (the CP's end evicts again). */
 void bcache_evict(struct bcache *bc, uint64_t durable_gen, size_t extra)
 {
 	struct buf *b = bc->lru.next;
+	unsigned kept = 0;
 
-	while (b != &bc->lru &&
+	while (b != &bc->lru && kept < 256 &&
 	       bc->nbufs + bc->cp_owned + bc->npool + extra > bc->max_blocks) {
 		struct buf *next = b->next;
 		if (b->io_gen <= durable_gen)
 			bcache_drop(bc, b);
+		else
+			kept++;
 		b = next;
 	}
 }
