@@ -64,24 +64,9 @@ ssize_t file_read_plan(struct fs *fs, uint64_t ino, void *buf, size_t size,
 	return (ssize_t)done;
 }
 
-static int miss_check(struct fs *fs, const struct read_miss *m,
-		      const void *blk)
-{
-	le64 sum[2];
-
-	csum_block(blk, TFS_BLOCK_SIZE, sum);
-	if (csum_equal(sum, m->bp.bp_csum))
-		return 0;
-	log_err("checksum mismatch on block %llu (birth %llu)",
-		(unsigned long long)get64(m->bp.bp_blkno),
-		(unsigned long long)get64(m->bp.bp_birth));
-	return -EIO;
-}
-
 int file_read_io(struct fs *fs, struct read_plan *plan)
 {
-	uint64_t lo = TFS_LOG_START + get64(fs->sb.s_log_blocks);
-	uint64_t hi = fs->bd->nblocks;
+	uint64_t end = get64(fs->sb.s_nblocks);
 	uint8_t *tmp = NULL;
 	void *run[256];
 	int rc = 0;
@@ -91,29 +76,24 @@ int file_read_io(struct fs *fs, struct read_plan *plan)
 		uint64_t blk = get64(m->bp.bp_blkno);
 		unsigned k = 1;
 
-		if (blk < lo || blk >= hi) {
-			log_err("block pointer to %llu out of range",
-				(unsigned long long)blk);
-			rc = -EIO;
-			break;
-		}
 		if (m->bo || m->n < TFS_BLOCK_SIZE) { /* part of a block */
 			if (!tmp && !(tmp = malloc(TFS_BLOCK_SIZE))) {
 				rc = -ENOMEM;
 				break;
 			}
-			rc = bdev_read(fs->bd, blk, tmp);
-			if (!rc)
-				rc = miss_check(fs, m, tmp);
+			rc = tree_read_block(fs, &m->bp, tmp);
 			if (!rc)
 				memcpy(m->dst, tmp + m->bo, m->n);
 			i++;
 			continue;
 		}
+		rc = tree_blkno_check(fs, blk);
+		if (rc)
+			break;
 		/* whole blocks next to each other on disk and in the buffer:
 		 * one call, straight into the caller's buffer */
 		run[0] = m->dst;
-		while (i + k < plan->n && k < 256 && blk + k < hi &&
+		while (i + k < plan->n && k < 256 && blk + k < end &&
 		       get64(plan->m[i + k].bp.bp_blkno) == blk + k &&
 		       plan->m[i + k].bo == 0 &&
 		       plan->m[i + k].n == TFS_BLOCK_SIZE &&
@@ -122,17 +102,16 @@ int file_read_io(struct fs *fs, struct read_plan *plan)
 			k++;
 		}
 		rc = bdev_read_run(fs->bd, blk, run, k);
+		if (rc)
+			log_err("read error on blocks %llu..%llu: %d",
+				(unsigned long long)blk,
+				(unsigned long long)(blk + k - 1), rc);
 		for (unsigned j = 0; j < k && !rc; j++)
-			rc = miss_check(fs, &plan->m[i + j], run[j]);
+			rc = tree_csum_check(&plan->m[i + j].bp, run[j]);
 		i += k;
 	}
-	if (rc == -EIO || (rc < 0 && rc != -ENOMEM)) {
-		if (rc != -EIO)
-			log_err("read error: %d", rc);
-		rc = -EIO;
-	}
 	free(tmp);
-	return rc;
+	return rc && rc != -ENOMEM ? -EIO : rc;
 }
 
 ssize_t file_read(struct fs *fs, uint64_t ino, void *buf, size_t size,

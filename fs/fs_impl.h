@@ -310,6 +310,11 @@ int tree_free_range(struct fs *fs, uint64_t owner, uint64_t first,
 int tree_next(struct fs *fs, uint64_t owner, uint64_t idx, bool data,
 	      uint64_t *out);
 int tree_read_block(struct fs *fs, const struct tfs_bptr *bp, void *dst);
+/* Its two checks: the pointer names a block of the data area (else
+ * -EUCLEAN, logged); a block read matches its checksum (else -EIO,
+ * logged).  Only constant superblock fields are read: no lock needed. */
+int tree_blkno_check(struct fs *fs, uint64_t blkno);
+int tree_csum_check(const struct tfs_bptr *bp, const void *data);
 int tree_cut(struct fs *fs, uint64_t owner, uint8_t level, uint64_t idx);
 
 /* ---- inode.c ------------------------------------------------------------ */

@@ -799,6 +799,16 @@ static int op_begin(struct fs *fs, uint64_t need, bool deleting)
 	return ops_space(fs, need, deleting);
 }
 
+/* After a change is applied and logged (rc 0) or failed: start or wait
+ * for a CP when the generation is full, keep the cache in its budget. */
+static int op_done(struct fs *fs, int rc)
+{
+	if (!rc)
+		cp_throttle(fs);
+	fs_evict(fs);
+	return rc;
+}
+
 /* Apply the record r and log it.  *pos: its log position. */
 static int op_exec(struct fs *fs, struct rec *r, uint64_t *pos)
 {
@@ -817,9 +827,7 @@ static int op_exec(struct fs *fs, struct rec *r, uint64_t *pos)
 		if (!rc)
 			r->p = NULL; /* the log owns it now */
 	}
-	if (!rc)
-		cp_throttle(fs);
-	fs_evict(fs);
+	rc = op_done(fs, rc);
 out:
 	if (r->p)
 		ilog_buf_put(fs, r->p, r->cap);
@@ -1147,9 +1155,7 @@ ssize_t fs_write(struct fs *fs, uint64_t ino, const void *buf, size_t size,
 		rc = write_apply(fs, ino, off, now, buf, size);
 		if (!rc)
 			rc = ilog_skip(fs, size + 64, &pos);
-		if (!rc)
-			cp_throttle(fs);
-		fs_evict(fs);
+		rc = op_done(fs, rc);
 		goto out;
 	}
 	if (!r.p && !r.err) /* a CP ended the overflow meanwhile */

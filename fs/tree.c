@@ -49,30 +49,42 @@ void owner_dirty_dinode(struct fs *fs, uint64_t owner)
 		inode_touch(fs, owner);
 }
 
-int tree_read_block(struct fs *fs, const struct tfs_bptr *bp, void *dst)
+int tree_blkno_check(struct fs *fs, uint64_t blkno)
 {
-	uint64_t blkno = get64(bp->bp_blkno);
-	le64 sum[2];
-	int rc;
-
 	if (blkno < TFS_LOG_START + get64(fs->sb.s_log_blocks) ||
 	    blkno >= get64(fs->sb.s_nblocks))
 		return fs_corrupt("block pointer to %llu out of range",
 				  (unsigned long long)blkno);
+	return 0;
+}
+
+int tree_csum_check(const struct tfs_bptr *bp, const void *data)
+{
+	le64 sum[2];
+
+	csum_block(data, TFS_BLOCK_SIZE, sum);
+	if (csum_equal(sum, bp->bp_csum))
+		return 0;
+	log_err("checksum mismatch on block %llu (birth %llu)",
+		(unsigned long long)get64(bp->bp_blkno),
+		(unsigned long long)get64(bp->bp_birth));
+	return -EIO;
+}
+
+int tree_read_block(struct fs *fs, const struct tfs_bptr *bp, void *dst)
+{
+	uint64_t blkno = get64(bp->bp_blkno);
+	int rc = tree_blkno_check(fs, blkno);
+
+	if (rc)
+		return rc;
 	rc = bdev_read(fs->bd, blkno, dst);
 	if (rc) {
 		log_err("read error on block %llu: %d",
 			(unsigned long long)blkno, rc);
 		return -EIO;
 	}
-	csum_block(dst, TFS_BLOCK_SIZE, sum);
-	if (!csum_equal(sum, bp->bp_csum)) {
-		log_err("checksum mismatch on block %llu (birth %llu)",
-			(unsigned long long)blkno,
-			(unsigned long long)get64(bp->bp_birth));
-		return -EIO;
-	}
-	return 0;
+	return tree_csum_check(bp, dst);
 }
 
 /* Add levels until the tree covers level-0 index idx. */
