@@ -174,7 +174,8 @@ START_TEST(test_group_commit)
 	struct fs *fs;
 
 	count_init(&c, &outer, img);
-	c.flush_us = 1000;
+	c.flush_us = 5000; /* long enough that, even on a loaded machine,
+			     * the other threads queue behind each flush */
 	fs = h_mount(&outer, false);
 	c.flushes = 0;
 	for (int i = 0; i < 8; i++) {
