@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fuse_ops.h"
+#include "fuse_wire.h"
 
 #define FH_SYNC   1u   /* opened O_SYNC / O_DSYNC */
 #define FH_APPEND 2u   /* opened O_APPEND */
@@ -29,6 +30,24 @@ static struct fs_cred cred(fuse_req_t req)
 	struct fs_cred cr = { c->uid, c->gid };
 
 	return cr;
+}
+
+/* With FUSE_HANDLE_KILLPRIV_V2 (fuse_wire.c) a write, truncate or
+ * fallocate drops the file's privileges here, not in the kernel.  The
+ * kernel keeps the mode it cached across a write, so a change is told
+ * to it (attributes only: offset -1 touches no page, which the writer
+ * may hold locked). */
+static int kill_priv(fuse_req_t req, fuse_ino_t ino, bool suidgid)
+{
+	bool changed;
+	int rc;
+
+	if (!fwire_killpriv_v2())
+		return 0;
+	rc = fs_kill_priv(tf(req)->fs, ino, suidgid, &changed);
+	if (!rc && changed)
+		fuse_lowlevel_notify_inval_inode(tf(req)->se, ino, -1, 0);
+	return rc;
 }
 
 static void reply_entry(fuse_req_t req, int rc, const struct fs_attr *a)
@@ -74,9 +93,14 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
 	/* no lookup of "." / ".." by inode number for NFS export */
 	conn->want &= ~(unsigned)FUSE_CAP_EXPORT_SUPPORT;
-	/* the core does not clear setuid/setgid on write, chown or
-	 * truncate: the kernel does it with a setattr of the mode */
+	/* KILLPRIV (v1) would have us clear setuid/setgid without being
+	 * told the caller's CAP_FSETID; v2 says it per request and is
+	 * negotiated by fuse_wire.c, which libfuse 3.14 cannot do */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+	/* a spliced request would pass by fuse_wire.c's read hook; with no
+	 * write_buf handler libfuse copied it out of the pipe anyway */
+	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
+				  FUSE_CAP_SPLICE_MOVE);
 #ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV_V2;
 #endif
@@ -157,6 +181,18 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 	if (to_set & FUSE_SET_ATTR_CTIME) {
 		sa.mask |= FS_SET_CTIME;
 		sa.ctime = st->st_ctim;
+	}
+	/* KILLPRIV_V2: FATTR_KILL_SUIDGID (a chown, or a truncate without
+	 * CAP_FSETID) arrives as bit 11, libfuse's FUSE_SET_ATTR_KILL_SUID;
+	 * a truncate drops file capabilities whoever does it */
+	if (fwire_killpriv_v2() && (to_set & FUSE_SET_ATTR_KILL_SUID))
+		sa.mask |= FS_SET_KILL_SUIDGID;
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		int rc = kill_priv(req, ino, false);
+		if (rc) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
 	}
 	reply_attr(req, fs_setattr(tf(req)->fs, ino, &sa, &a), &a);
 }
@@ -318,7 +354,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		flags |= FS_WRITE_SYNC;
 	if (fi->fh & FH_APPEND)
 		flags |= FS_WRITE_APPEND;
-	n = fs_write(tf(req)->fs, ino, buf, size, (uint64_t)off, flags);
+	n = kill_priv(req, ino, fwire_write_kill_suidgid());
+	if (!n)
+		n = fs_write(tf(req)->fs, ino, buf, size, (uint64_t)off, flags);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -457,8 +495,17 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 			 off_t offset, off_t length, struct fuse_file_info *fi)
 {
+	int rc;
+
 	if (offset < 0 || length <= 0) {
 		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	/* the request does not say whether the caller has CAP_FSETID;
+	 * root is taken to have it */
+	rc = kill_priv(req, ino, fuse_req_ctx(req)->uid != 0);
+	if (rc) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	fuse_reply_err(req, -fs_fallocate(tf(req)->fs, ino, mode,

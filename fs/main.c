@@ -24,6 +24,7 @@
 #include "ctl.h"
 #include "format.h"
 #include "fuse_ops.h"
+#include "fuse_wire.h"
 
 struct options {
 	char *image, *mountpoint_arg;
@@ -288,6 +289,8 @@ int main(int argc, char **argv)
 		goto out_session;
 	if (fuse_session_mount(t.se, copts.mountpoint))
 		goto out_signals;
+	if (fwire_install(t.se, true))
+		goto out_unmount;
 	if (fuse_daemonize(copts.foreground))
 		goto out_unmount;
 	daemonized = !copts.foreground;

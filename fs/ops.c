@@ -598,6 +598,12 @@ static int apply_setattr(struct fs *fs, struct rd *r)
 	if (mask & FS_SET_MODE)
 		d->i_mode = put32((get32(d->i_mode) & S_IFMT) |
 				  ((uint32_t)mode & 07777));
+	if ((mask & FS_SET_KILL_SUIDGID) && !S_ISDIR(get32(d->i_mode))) {
+		uint32_t m = get32(d->i_mode) & ~(uint32_t)S_ISUID;
+		if ((m & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+			m &= ~(uint32_t)S_ISGID;
+		d->i_mode = put32(m);
+	}
 	if (mask & FS_SET_UID)
 		d->i_uid = put32((uint32_t)uid);
 	if (mask & FS_SET_GID)
@@ -1071,7 +1077,7 @@ int fs_setattr(struct fs *fs, uint64_t ino, const struct fs_setattr *sa,
 	rec_begin(&r, TFS_OP_SETATTR);
 	w64(&r, ino);
 	w64(&r, mask & (FS_SET_MODE | FS_SET_UID | FS_SET_GID | FS_SET_SIZE |
-			FS_SET_ATIME | FS_SET_MTIME));
+			FS_SET_ATIME | FS_SET_MTIME | FS_SET_KILL_SUIDGID));
 	w64(&r, sa->mode);
 	w64(&r, sa->uid);
 	w64(&r, sa->gid);
@@ -1259,6 +1265,49 @@ int fs_removexattr(struct fs *fs, uint64_t ino, const char *name)
 out:
 	pthread_mutex_unlock(&fs->lock);
 	return rc;
+}
+
+#define CAP_XATTR "security.capability"
+
+int fs_kill_priv(struct fs *fs, uint64_t ino, bool suidgid, bool *changed)
+{
+	struct tfs_dinode *d;
+	bool kill_mode = false, kill_cap = false;
+	int rc;
+
+	*changed = false;
+	if (ino_readonly(ino))
+		return 0;
+	pthread_mutex_lock(&fs->lock);
+	rc = inode_get(fs, ino, &d);
+	if (!rc && S_ISREG(get32(d->i_mode))) {
+		uint32_t m = get32(d->i_mode);
+		kill_mode = suidgid && ((m & S_ISUID) ||
+			(m & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP));
+		/* no xattr block: -ENODATA without a read */
+		ssize_t x = xattr_get(fs, ino, CAP_XATTR, NULL, 0);
+		kill_cap = x >= 0;
+		if (x < 0 && x != -ENODATA)
+			rc = (int)x;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (rc)
+		return rc;
+	if (kill_mode) {
+		struct fs_setattr sa = { .mask = FS_SET_KILL_SUIDGID };
+		struct fs_attr a;
+		rc = fs_setattr(fs, ino, &sa, &a);
+		if (rc)
+			return rc;
+		*changed = true;
+	}
+	if (kill_cap) {
+		rc = fs_removexattr(fs, ino, CAP_XATTR);
+		if (rc && rc != -ENODATA)
+			return rc;
+		*changed = true;
+	}
+	return 0;
 }
 
 /* ---- reads --------------------------------------------------------------- */

@@ -113,6 +113,9 @@ struct fs_cred {
 #define FS_SET_ATIME_NOW (1u << 6)
 #define FS_SET_MTIME_NOW (1u << 7)
 #define FS_SET_CTIME   (1u << 8)
+/* clear setuid, and setgid when group-executable, on a non-directory:
+ * what a write, truncate or chown by a caller without CAP_FSETID does */
+#define FS_SET_KILL_SUIDGID (1u << 9)
 
 struct fs_setattr {
 	unsigned mask;
@@ -180,6 +183,12 @@ ssize_t fs_getxattr(struct fs *fs, uint64_t ino, const char *name, void *buf,
 		    size_t size);
 ssize_t fs_listxattr(struct fs *fs, uint64_t ino, char *buf, size_t size);
 int fs_removexattr(struct fs *fs, uint64_t ino, const char *name);
+/* Privileges a write drops from a regular file (FUSE_HANDLE_KILLPRIV_V2
+ * makes this ours): the security.capability xattr always, setuid and a
+ * group-executable setgid when suidgid (the writer lacks CAP_FSETID).
+ * Nothing to drop costs one look at the inode under fs->lock.
+ * *changed: attributes moved, the kernel's copy is stale. */
+int fs_kill_priv(struct fs *fs, uint64_t ino, bool suidgid, bool *changed);
 
 int fs_statfs(struct fs *fs, struct statvfs *st);
 

@@ -1053,6 +1053,69 @@ START_TEST(test_persist_fsync_crash)
 }
 END_TEST
 
+/* fs_kill_priv: what a write drops (FUSE_HANDLE_KILLPRIV_V2), kept
+ * across a crash by the log (the setattr record carries the kill, so
+ * replay clears the bits from the mode of that moment) */
+static void set_mode(uint64_t ino, mode_t mode)
+{
+	struct fs_setattr sa = { .mask = FS_SET_MODE, .mode = mode };
+	struct fs_attr a;
+
+	ck_assert_int_eq(fs_setattr(fs, ino, &sa, &a), 0);
+}
+
+START_TEST(test_kill_priv)
+{
+	static const char cap[20] = { 0, 0, 0, 2, 0, 0x20 };
+	uint64_t f = h_create(fs, ROOT, "suid");
+	uint64_t g = h_create(fs, ROOT, "sgid");
+	uint64_t d = h_mkdir(fs, ROOT, "dir");
+	char v[32];
+	bool changed;
+
+	set_mode(f, 06775);
+	set_mode(g, 02764);
+	set_mode(d, 02775);
+	ck_assert_int_eq(fs_setxattr(fs, f, "security.capability", cap,
+				     sizeof(cap), 0), 0);
+	/* CAP_FSETID (suidgid false): bits stay, the capability goes */
+	ck_assert_int_eq(fs_kill_priv(fs, f, false, &changed), 0);
+	ck_assert(changed);
+	ck_assert_int_eq(attr(f).mode & 07777, 06775);
+	ck_assert_int_eq(fs_getxattr(fs, f, "security.capability", v,
+				     sizeof(v)), -ENODATA);
+	ck_assert_int_eq(fs_kill_priv(fs, f, false, &changed), 0);
+	ck_assert(!changed);
+	ck_assert_int_eq(fs_setxattr(fs, f, "security.capability", cap,
+				     sizeof(cap), 0), 0);
+	ck_assert_int_eq(fs_cp(fs), 0);
+	/* without: setuid and a group-executable setgid go */
+	ck_assert_int_eq(fs_kill_priv(fs, f, true, &changed), 0);
+	ck_assert(changed);
+	ck_assert_int_eq(fs_kill_priv(fs, g, true, &changed), 0);
+	ck_assert(!changed);   /* setgid without group-exec is no privilege */
+	ck_assert_int_eq(fs_kill_priv(fs, d, true, &changed), 0);
+	ck_assert(!changed);   /* directories keep setgid */
+	ck_assert_int_eq(fs_fsync(fs, f, false), 0);
+	fs_abandon(fs);
+	fs = h_mount(bd, false);
+	ck_assert_int_eq(attr(f).mode & 07777, 0775);
+	ck_assert_int_eq(fs_getxattr(fs, f, "security.capability", v,
+				     sizeof(v)), -ENODATA);
+	ck_assert_int_eq(attr(g).mode & 07777, 02764);
+	ck_assert_int_eq(attr(d).mode & 07777, 02775);
+	/* a truncate's FS_SET_KILL_SUIDGID, in the same setattr */
+	set_mode(g, 06754);
+	{
+		struct fs_setattr sa = { .mask = FS_SET_SIZE |
+					 FS_SET_KILL_SUIDGID, .size = 0 };
+		struct fs_attr a;
+		ck_assert_int_eq(fs_setattr(fs, g, &sa, &a), 0);
+		ck_assert_int_eq(a.mode & 07777, 0754);
+	}
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
 	Suite *s = suite_create("ops");
@@ -1081,6 +1144,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(tc, test_enospc);
 	tcase_add_test(tc, test_persist_unmount);
 	tcase_add_test(tc, test_persist_fsync_crash);
+	tcase_add_test(tc, test_kill_priv);
 	suite_add_tcase(s, tc);
 	return s;
 }

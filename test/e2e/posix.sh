@@ -441,6 +441,53 @@ t_perms() {
 }
 run_test "permissions as $USER_NAME: EACCES in a 0755 root dir, EPERM on chown" t_perms
 
+# setuid/setgid and file capabilities dropped on write, truncate, chown
+# (twinfs does it itself when the kernel takes FUSE_HANDLE_KILLPRIV_V2);
+# each mode is read right after the change, through the kernel's cache
+t_killpriv() {
+	local d=$M/perm/tmp
+	as_user sh -c "printf a >'$d/kp1'; chmod 6775 '$d/kp1'"
+	as_user sh -c "printf b >>'$d/kp1'"
+	expect_eq "user's write drops setuid and group-exec setgid" 775 \
+		"$(stat -c %a "$d/kp1")"
+	as_user sh -c "printf a >'$d/kp2'; chmod 6764 '$d/kp2'"
+	as_user sh -c "printf b >>'$d/kp2'"
+	expect_eq "setgid without group-exec stays" 2764 "$(stat -c %a "$d/kp2")"
+	as_user sh -c "printf a >'$d/kp3'; chmod 4755 '$d/kp3'"
+	as_user truncate -s 0 "$d/kp3"
+	expect_eq "user's truncate drops setuid" 755 "$(stat -c %a "$d/kp3")"
+	printf a >"$M/perm/kp4"
+	chmod 6755 "$M/perm/kp4"
+	printf b >>"$M/perm/kp4"
+	expect_eq "root's write keeps setuid/setgid (CAP_FSETID)" 6755 \
+		"$(stat -c %a "$M/perm/kp4")"
+	chown "$USER_NAME" "$M/perm/kp4"
+	expect_eq "chown drops setuid/setgid" 755 "$(stat -c %a "$M/perm/kp4")"
+	expect_eq "file contents after the writes" ab "$(cat "$d/kp1")"
+	py "$M/perm" <<'EOF'
+import struct
+p = sys.argv[1] + "/kp5"
+open(p, "wb").write(b"x")
+# VFS_CAP_REVISION_2, CAP_NET_RAW permitted
+cap = struct.pack("<IIIII", 0x02000000, 1 << 13, 0, 0, 0)
+for how in ("write", "truncate"):
+    os.setxattr(p, "security.capability", cap)
+    check(os.getxattr(p, "security.capability") == cap, "capability set")
+    os.chmod(p, 0o4755)
+    if how == "write":
+        fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+        os.write(fd, b"y")
+        os.close(fd)
+    else:
+        os.truncate(p, 1)
+    expect_err(errno.ENODATA, os.getxattr, p, "security.capability")
+    check(stat.S_IMODE(os.stat(p).st_mode) == 0o4755,
+          "root's %s keeps setuid" % how)
+EOF
+	rm -f "$d"/kp? "$M/perm/kp4" "$M/perm/kp5"
+}
+run_test "setuid/setgid and file capabilities dropped on write, truncate, chown" t_killpriv
+
 t_statfs() {
 	py "$M" <<'EOF'
 s = os.statvfs(sys.argv[1])

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* fuse_wire.h - FUSE protocol bits libfuse 3.14 does not expose (see
+ * fuse_wire.c): FUSE_HANDLE_KILLPRIV_V2 and FUSE_WRITE_KILL_SUIDGID. */
+#ifndef TWINFS_FUSE_WIRE_H
+#define TWINFS_FUSE_WIRE_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+
+/* After fuse_session_mount: route /dev/fuse through the shim; with
+ * killpriv_v2, answer INIT with FUSE_HANDLE_KILLPRIV_V2 if offered.
+ * 0 or -1 (libfuse logged why). */
+int fwire_install(struct fuse_session *se, bool killpriv_v2);
+/* The kernel took KILLPRIV_V2: clearing setuid/setgid and file
+ * capabilities on write, truncate and chown is ours. */
+bool fwire_killpriv_v2(void);
+/* The WRITE this thread is running carried FUSE_WRITE_KILL_SUIDGID
+ * (the writer lacks CAP_FSETID). */
+bool fwire_write_kill_suidgid(void);
+
+#endif
