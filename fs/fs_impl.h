@@ -10,8 +10,6 @@
  *                    allocation state, the superblock copy.  Every fs_*
  *                    operation runs under it.  Never held across device
  *                    I/O except a single block read on a cache miss.
- *   log->sync_lock   one intent-log writer at a time (held across the
- *                    log's write and flush: that is the group commit)
  *   log->lock        the pending record bytes and sequence counters
  *
  *   fs->io_rw        (beside the order above) a file read takes it
@@ -188,8 +186,10 @@ struct lrec {
 
 struct ilog {
 	pthread_mutex_t lock;
-	pthread_mutex_t sync_lock;
-	pthread_cond_t cond;      /* synced moved (with lock) */
+	pthread_cond_t cond;      /* synced or writing moved (with lock) */
+	bool writing;             /* a thread writes and flushes the log with
+				   * lock dropped: one at a time, the others
+				   * wait on cond (the group commit) */
 	struct lrec *recs;        /* pending records, in order (owned): */
 	size_t nrecs, caprecs;    /*   protected by lock */
 	size_t len;               /* their total bytes */

@@ -5,10 +5,11 @@
  * Operations append records (built by ops.c) to an in-memory stream; the
  * stream keeps each record's own buffer, so nothing is copied until an
  * fsync needs the bytes on disk.  ilog_sync(pos) makes the stream
- * durable up to pos: one caller at a time (sync_lock) takes everything
- * pending, cuts it into log blocks, writes them in runs and flushes;
- * whoever waited meanwhile finds its position already durable (group
- * commit).  More than ILOG_SYNC_MAX pending: -EAGAIN, and the caller runs
+ * durable up to pos: one caller at a time (the writer, l->writing) takes
+ * everything pending, cuts it into log blocks, writes them in runs and flushes;
+ * whoever waited meanwhile (on cond, all woken at once, not one by one
+ * as they would be queued on a mutex) finds its position already durable
+ * or becomes the next writer (group commit).  More than ILOG_SYNC_MAX pending: -EAGAIN, and the caller runs
  * a CP instead, which writes that data once instead of twice.  Every flush starts a new block, so a
  * block is written once and a torn block can only lose records that no
  * fsync has returned for.
@@ -35,7 +36,6 @@ int ilog_init(struct fs *fs)
 
 	memset(l, 0, sizeof(*l));
 	pthread_mutex_init(&l->lock, NULL);
-	pthread_mutex_init(&l->sync_lock, NULL);
 	pthread_cond_init(&l->cond, NULL);
 	l->nblocks = get64(fs->sb.s_log_blocks);
 	l->sync_max = fs->opts.log_sync_max ? fs->opts.log_sync_max :
@@ -101,7 +101,6 @@ void ilog_destroy(struct fs *fs)
 	while (l->nbig)
 		free(l->big[--l->nbig]);
 	pthread_mutex_destroy(&l->lock);
-	pthread_mutex_destroy(&l->sync_lock);
 	pthread_cond_destroy(&l->cond);
 }
 
@@ -253,7 +252,6 @@ int ilog_sync(struct fs *fs, uint64_t pos)
 	struct ilog *l = &fs->log;
 	int rc = 0;
 
-	pthread_mutex_lock(&l->sync_lock);
 	pthread_mutex_lock(&l->lock);
 	for (;;) {
 		struct lrec *recs;
@@ -274,7 +272,7 @@ int ilog_sync(struct fs *fs, uint64_t pos)
 		 * here; until it is durable, replay would start before them
 		 * and find a gap.  So nothing after them may be called
 		 * durable before that CP is. */
-		if (l->cp_pos > l->synced || l->len == 0) {
+		if (l->writing || l->cp_pos > l->synced || l->len == 0) {
 			pthread_cond_wait(&l->cond, &l->lock);
 			continue;
 		}
@@ -292,10 +290,12 @@ int ilog_sync(struct fs *fs, uint64_t pos)
 		l->recs = NULL;
 		l->nrecs = l->caprecs = 0;
 		l->len = 0;
+		l->writing = true;
 		pthread_mutex_unlock(&l->lock);
 		rc = log_write(fs, recs, nrecs, n, seq0);
 		recs_free(fs, recs, nrecs);
 		pthread_mutex_lock(&l->lock);
+		l->writing = false;
 		if (rc) {
 			log_err("intent log write failed: %d", rc);
 			l->error = rc;
@@ -307,7 +307,6 @@ int ilog_sync(struct fs *fs, uint64_t pos)
 		pthread_cond_broadcast(&l->cond);
 	}
 	pthread_mutex_unlock(&l->lock);
-	pthread_mutex_unlock(&l->sync_lock);
 	return rc;
 }
 

@@ -188,7 +188,9 @@ START_TEST(test_group_commit)
 	for (int i = 0; i < 8; i++)
 		pthread_join(t[i], NULL);
 	printf("400 fsyncs from 8 threads: %lu device flushes\n", c.flushes);
-	ck_assert_uint_lt(c.flushes, 300);
+	/* waiters all wake at each flush's end (94 here); queued one by
+	 * one on a mutex, as before, they took 202-205 */
+	ck_assert_uint_lt(c.flushes, 160);
 	h_unmount(fs);
 	h_verify(img);
 	bdev_close(img);
