@@ -746,6 +746,25 @@ def speed_ratio(res, key, hib, peers):
     return min(pv) / t
 
 
+URING_PARAM = '/sys/module/fuse/parameters/enable_uring'
+
+
+URING_STATE = None
+
+
+def uring_param(value=None):
+    """The fuse module's enable_uring ('Y'/'N'), set to value if given;
+    None when the kernel has no FUSE over io_uring."""
+    try:
+        if value is not None:
+            with open(URING_PARAM, 'w') as f:
+                f.write(value)
+        with open(URING_PARAM) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def machine():
     out = []
     try:
@@ -766,6 +785,9 @@ def machine():
     out.append('$ dpkg-query -W fuse2fs zfs-fuse libfuse3-dev\n' + r.stdout.rstrip())
     r = sh(['git', '-C', REPO, 'log', '-1', '--format=%h %s'], check=False)
     out.append('twinfs commit: ' + r.stdout.strip())
+    out.append('fuse enable_uring during the run: %s (only twinfs speaks '
+               'FUSE over io_uring; the peers use /dev/fuse either way)'
+               % (URING_STATE or 'not in this kernel'))
     return out
 
 
@@ -967,6 +989,10 @@ def main():
     ap.add_argument('--passthrough-bin')
     ap.add_argument('--out')
     ap.add_argument('--tmp', default='/var/tmp')
+    ap.add_argument('--no-uring', action='store_true',
+                    help='leave the fuse module parameter enable_uring as '
+                    'it is (by default the run sets it to Y and puts it back '
+                    'after, so twinfs takes requests over io_uring)')
     ap.add_argument('--only', help='comma list of workloads to run: '
                     'seq,random,files,tree,append,cp (default: all); '
                     'results go to results/only/ unless --out is given')
@@ -1013,7 +1039,14 @@ def main():
     signal.signal(signal.SIGHUP, on_signal)
     t_start = time.monotonic()
     rc = 0
+    global URING_STATE
+    uring_saved = uring_param()
+    if uring_saved is not None and not cfg.no_uring:
+        URING_STATE = uring_param('Y')
+    else:
+        URING_STATE = uring_saved
     try:
+        log('fuse enable_uring:', URING_STATE)
         log('work dir', tmp, '(all images on the disk of /var/tmp)')
         tb, te = (make_tree(os.path.join(tmp, 'tree-src'), cfg.tree_bytes,
                             cfg.tree_entries) if run('tree') else (0, 0))
@@ -1080,6 +1113,8 @@ def main():
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if uring_saved is not None and URING_STATE != uring_saved:
+            uring_param(uring_saved)
         for s in systems:
             s.logf.close()
         close_fds_under(tmp)    # an interrupted workload's open file: busy mount

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "ctl.h"
+#include "fuse_wire.h"
 #include "frame.h"
 #include "twinfs.pb-c.h"
 
@@ -205,6 +206,7 @@ static void after_work(uv_work_t *w, int status)
 	st.free_blocks = c->st.free_blocks;
 	st.inodes = c->st.inodes;
 	st.last_cp_usec = c->st.last_cp_usec;
+	st.transport = fwire_uring() ? "io_uring" : "/dev/fuse";
 	st.image = c->ctl->image;
 	st.label = c->st.label;
 	resp.error = c->rc < 0 ? -c->rc : c->rc;

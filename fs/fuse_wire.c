@@ -34,35 +34,56 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "fuse_uring.h"
 #include "fuse_wire.h"
+
+#ifndef FUSE_INIT_EXT
+#define FUSE_INIT_EXT (1u << 30)
+#endif
+/* FUSE_OVER_IO_URING is bit 41 of the 64-bit flags: bit 9 of flags2 */
+#define OVER_IO_URING_FLAGS2 (1u << 9)
 
 static _Thread_local bool t_write_kill;   /* last WRITE read by this thread */
 static atomic_bool offered;               /* kernel offered KILLPRIV_V2 */
 static atomic_bool negotiated;            /* and our INIT reply took it */
+static atomic_bool uring_offered;         /* kernel offered io_uring */
 static _Atomic uint64_t init_unique;      /* the INIT request's id, or 0 */
-static bool wanted;
+static bool wanted;                       /* KILLPRIV_V2 */
+static bool uring;                        /* io_uring if offered */
+static atomic_bool uring_on;              /* and the workers run */
+static struct fuse_session *session;
+
+void fwire_note_request(const void *buf, size_t n)
+{
+	const struct fuse_in_header *h = buf;
+
+	t_write_kill = false;
+	if (n < sizeof(*h))
+		return;
+	if (h->opcode == FUSE_WRITE &&
+	    n >= sizeof(*h) + sizeof(struct fuse_write_in)) {
+		const struct fuse_write_in *w = (const void *)(h + 1);
+		t_write_kill = (w->write_flags & FUSE_WRITE_KILL_SUIDGID) != 0;
+	} else if (h->opcode == FUSE_INIT &&
+		   n >= sizeof(*h) + offsetof(struct fuse_init_in, flags) + 4) {
+		const struct fuse_init_in *in = (const void *)(h + 1);
+		atomic_store(&offered,
+			     (in->flags & FUSE_HANDLE_KILLPRIV_V2) != 0);
+		atomic_store(&uring_offered,
+			     (in->flags & FUSE_INIT_EXT) &&
+			     n >= sizeof(*h) + offsetof(struct fuse_init_in,
+							 flags2) + 4 &&
+			     (in->flags2 & OVER_IO_URING_FLAGS2));
+		atomic_store(&init_unique, h->unique);
+	}
+}
 
 static ssize_t wire_read(int fd, void *buf, size_t len, void *userdata)
 {
 	ssize_t n = read(fd, buf, len);
-	const struct fuse_in_header *h = buf;
 
 	(void)userdata;
-	t_write_kill = false;
-	if (n < (ssize_t)sizeof(*h))
-		return n;
-	if (h->opcode == FUSE_WRITE &&
-	    (size_t)n >= sizeof(*h) + sizeof(struct fuse_write_in)) {
-		const struct fuse_write_in *w = (const void *)(h + 1);
-		t_write_kill = (w->write_flags & FUSE_WRITE_KILL_SUIDGID) != 0;
-	} else if (h->opcode == FUSE_INIT &&
-		   (size_t)n >= sizeof(*h) + offsetof(struct fuse_init_in,
-						       flags) + 4) {
-		const struct fuse_init_in *in = (const void *)(h + 1);
-		atomic_store(&offered,
-			     (in->flags & FUSE_HANDLE_KILLPRIV_V2) != 0);
-		atomic_store(&init_unique, h->unique);
-	}
+	fwire_note_request(buf, n > 0 ? (size_t)n : 0);
 	return n;
 }
 
@@ -73,8 +94,16 @@ static ssize_t wire_writev(int fd, struct iovec *iov, int count,
 	const struct fuse_out_header *h;
 	struct fuse_init_out out;
 	struct iovec v[8];
+	bool use_uring = false;
+	ssize_t n;
 
 	(void)userdata;
+	if (furing_reply(iov, count)) {
+		size_t len = 0;
+		for (int i = 0; i < count; i++)
+			len += iov[i].iov_len;
+		return (ssize_t)len;
+	}
 	if (!iu || count < 2 || count > 8 ||
 	    iov[0].iov_len != sizeof(*h))
 		return writev(fd, iov, count);
@@ -82,20 +111,35 @@ static ssize_t wire_writev(int fd, struct iovec *iov, int count,
 	if (h->unique != iu)
 		return writev(fd, iov, count);
 	atomic_store(&init_unique, 0);
-	if (h->error || !wanted || !atomic_load(&offered) ||
-	    iov[1].iov_len < offsetof(struct fuse_init_out, flags) + 4 ||
+	if (h->error || iov[1].iov_len < offsetof(struct fuse_init_out, flags) + 4 ||
 	    iov[1].iov_len > sizeof(out))
 		return writev(fd, iov, count);
 	/* a patched copy: libfuse's reply stays as it built it */
 	memcpy(v, iov, sizeof(*iov) * (size_t)count);
 	memcpy(&out, iov[1].iov_base, iov[1].iov_len);
-	out.flags |= FUSE_HANDLE_KILLPRIV_V2;
 	v[1].iov_base = &out;
-	atomic_store(&negotiated, true);
-	return writev(fd, v, count);
+	if (wanted && atomic_load(&offered)) {
+		out.flags |= FUSE_HANDLE_KILLPRIV_V2;
+		atomic_store(&negotiated, true);
+	} else {
+		out.flags &= ~(uint32_t)FUSE_HANDLE_KILLPRIV_V2;
+	}
+	if (uring && atomic_load(&uring_offered) &&
+	    iov[1].iov_len >= offsetof(struct fuse_init_out, flags2) + 4) {
+		out.flags |= FUSE_INIT_EXT;
+		out.flags2 |= OVER_IO_URING_FLAGS2;
+		use_uring = true;
+	}
+	n = writev(fd, v, count);
+	/* the kernel has taken the INIT reply when writev returns: the
+	 * io_uring entries may register now */
+	if (n > 0 && use_uring && furing_start(session) == 0)
+		atomic_store(&uring_on, true);
+	return n;
 }
 
-int fwire_install(struct fuse_session *se, bool killpriv_v2)
+int fwire_install(struct fuse_session *se, bool killpriv_v2,
+		  bool use_uring)
 {
 	static const struct fuse_custom_io io = {
 		.read = wire_read,
@@ -103,7 +147,20 @@ int fwire_install(struct fuse_session *se, bool killpriv_v2)
 	};
 
 	wanted = killpriv_v2;
+	uring = use_uring;
+	session = se;
 	return fuse_session_custom_io(se, &io, fuse_session_fd(se));
+}
+
+bool fwire_uring(void)
+{
+	return atomic_load(&uring_on) && furing_ready();
+}
+
+void fwire_stop(void)
+{
+	if (atomic_load(&uring_on))
+		furing_stop();
 }
 
 bool fwire_killpriv_v2(void)

@@ -31,7 +31,7 @@ struct options {
 	unsigned cp_interval, cache_mb, dirty_mb, keep_cps, cache_timeout;
 	unsigned sched[4];
 	char *snapdir;
-	int ro, help, version;
+	int ro, help, version, no_uring;
 };
 
 enum { KEY_HELP, KEY_VERSION, KEY_RO };
@@ -43,6 +43,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("dirty_max=%u", dirty_mb),
 	OPT("keep_cps=%u", keep_cps),
 	OPT("cache_timeout=%u", cache_timeout),
+	OPT("no_uring", no_uring),
 	OPT("hourly=%u", sched[0]),
 	OPT("daily=%u", sched[1]),
 	OPT("weekly=%u", sched[2]),
@@ -118,6 +119,9 @@ static void usage(const char *prog)
 	       "                            scheduled snapshots, keeping the newest N\n"
 	       "    -o cache_timeout=SECONDS how long the kernel may keep names and\n"
 	       "                            attributes (default 3600)\n"
+	       "    -o no_uring             requests through /dev/fuse only, even when\n"
+	       "                            the kernel offers io_uring (fuse module\n"
+	       "                            parameter enable_uring=Y, Linux 6.14+)\n"
 	       "    -o snapdir=visible      list .snapshot in the root (default hidden;\n"
 	       "                            always reachable by path)\n"
 	       "    -o ro                   open the image read-only\n"
@@ -217,34 +221,36 @@ int main(int argc, char **argv)
 		return 1;
 	if (o.help) {
 		usage(argv[0]);
-		return 0;
+		ret = 0;
+		goto out_args;
 	}
 	if (o.version) {
 		printf("twinfs %s (on-disk format %d), libfuse %s\n",
 		       TWINFS_VERSION_STRING, TFS_VERSION, fuse_pkgversion());
-		return 0;
+		ret = 0;
+		goto out_args;
 	}
 	if (!o.image || !o.mountpoint_arg) {
 		fprintf(stderr, "usage: %s [options] IMAGE MOUNTPOINT "
 			"(--help for more)\n", argv[0]);
-		return 1;
+		goto out_args;
 	}
 	if (o.snapdir && strcmp(o.snapdir, "visible") &&
 	    strcmp(o.snapdir, "hidden")) {
 		fprintf(stderr, "twinfs: snapdir=%s: use visible or hidden\n",
 			o.snapdir);
-		return 1;
+		goto out_args;
 	}
 	if (!realpath(o.image, image)) {
 		fprintf(stderr, "twinfs: %s: %s\n", o.image, strerror(errno));
-		return 1;
+		goto out_args;
 	}
 	if (fuse_opt_add_arg(&args, "-odefault_permissions") ||
 	    add_opt(&args, "fsname", image) ||
 	    fuse_opt_add_arg(&args, "-osubtype=twinfs"))
-		return 1;
+		goto out_args;
 	if (fuse_parse_cmdline(&args, &copts) != 0)
-		return 1;
+		goto out_args;
 	if (!copts.mountpoint) {
 		fprintf(stderr, "twinfs: no mountpoint\n");
 		goto out_args;
@@ -289,7 +295,7 @@ int main(int argc, char **argv)
 		goto out_session;
 	if (fuse_session_mount(t.se, copts.mountpoint))
 		goto out_signals;
-	if (fwire_install(t.se, true))
+	if (fwire_install(t.se, true, !o.no_uring))
 		goto out_unmount;
 	if (fuse_daemonize(copts.foreground))
 		goto out_unmount;
@@ -327,6 +333,7 @@ int main(int argc, char **argv)
 	ctl_stop(ctl);
 out_unmount:
 	fuse_session_unmount(t.se);
+	fwire_stop();
 out_signals:
 	fuse_remove_signal_handlers(t.se);
 out_session:

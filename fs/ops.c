@@ -1871,7 +1871,9 @@ int fs_snap_list(struct fs *fs, struct fs_snap_info *out, size_t max)
 		n++;
 	}
 	qsort(all, (size_t)n, sizeof(*all), cmp_info);
-	memcpy(out, all, (size_t)(n < (int)max ? n : (int)max) * sizeof(*all));
+	if (out && max)   /* a count only: out may be NULL */
+		memcpy(out, all,
+		       (size_t)(n < (int)max ? n : (int)max) * sizeof(*all));
 	rc = n;
 out:
 	pthread_mutex_unlock(&fs->lock);

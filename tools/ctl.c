@@ -78,7 +78,8 @@ static void print_status(const Twinfs__CtlStatus *s, int fmt)
 		printf("{\"generation\": %llu, \"cps\": %llu, \"dirty_bytes\": %llu, "
 		       "\"log_bytes\": %llu, \"total_blocks\": %llu, "
 		       "\"free_blocks\": %llu, \"inodes\": %llu, "
-		       "\"last_cp_usec\": %llu, \"block_size\": %u}\n",
+		       "\"last_cp_usec\": %llu, \"block_size\": %u, "
+		       "\"transport\": \"%s\"}\n",
 		       (unsigned long long)s->generation,
 		       (unsigned long long)s->cps,
 		       (unsigned long long)s->dirty_bytes,
@@ -86,7 +87,9 @@ static void print_status(const Twinfs__CtlStatus *s, int fmt)
 		       (unsigned long long)s->total_blocks,
 		       (unsigned long long)s->free_blocks,
 		       (unsigned long long)s->inodes,
-		       (unsigned long long)s->last_cp_usec, TFS_BLOCK_SIZE);
+		       (unsigned long long)s->last_cp_usec, TFS_BLOCK_SIZE,
+		       s->transport && !strchr(s->transport, '"') ?
+		       s->transport : "");
 		return;
 	}
 	if (fmt == 1) {
@@ -113,6 +116,8 @@ static void print_status(const Twinfs__CtlStatus *s, int fmt)
 	       s->free_blocks * (double)TFS_BLOCK_SIZE / 1048576.0,
 	       s->total_blocks * (double)TFS_BLOCK_SIZE / 1048576.0);
 	printf("inodes:       %llu\n", (unsigned long long)s->inodes);
+	if (s->transport && *s->transport)
+		printf("requests:     through %s\n", s->transport);
 }
 
 static void fmt_bytes(char *out, size_t n, uint64_t b)

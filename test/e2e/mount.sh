@@ -42,6 +42,17 @@ t_mount_fast() {
 }
 run_step "mounting the 1 TiB image takes under 1 s" t_mount_fast
 
+# run-all.sh runs this script with the fuse module's enable_uring off and
+# on, and says which transport the daemon must then report
+t_transport() {
+	local want=${TWINFS_TRANSPORT:-} got
+	echo x >"$MNT/transport" && rm "$MNT/transport" || return 1
+	got=$("$BUILD/tools/twinfsctl" status "$MNT" | sed -n 's/^requests: *through //p')
+	echo "    requests through: $got"
+	[ -z "$want" ] || expect_eq "transport" "$want" "$got"
+}
+run_step "twinfsctl status names the request transport" t_transport
+
 t_write_read() {
 	echo hello >"$MNT/hello"
 	expect_eq "read back" hello "$(cat "$MNT/hello")"
