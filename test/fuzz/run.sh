@@ -10,10 +10,14 @@ cd "$(dirname "$0")/../.."
 secs=${1:-120}
 out=${FUZZ_BUILD:-build-fuzz}
 mkdir -p "$out"
+# the core: fs/ without the daemon's front end (main, ctl, fuse_*)
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DTFS_DEBUG=1 -std=gnu11 -Ifs \
-	$(ls fs/*.c | grep -v -e main.c -e fuse_ops.c -e ctl.c) \
-	test/fuzz/fuzz_image.c -lxxhash -lpthread -o "$out/fuzz_image"
+	$(ls fs/*.c | grep -v -e '^fs/main\.c$' -e '^fs/ctl\.c$' -e '^fs/fuse_') \
+	test/fuzz/fuzz_image.c -lxxhash -lpthread -o "$out/fuzz_image" || {
+	echo "test/fuzz/run.sh: the fuzz target did not build" >&2
+	exit 2
+}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp test/fuzz/corpus/* "$work"/ 2>/dev/null || true
