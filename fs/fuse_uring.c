@@ -11,7 +11,8 @@
  * the caller's CPU, and that queue's workers are pinned to that CPU: the
  * request runs where the caller just went to sleep.
  *
- * Shape: for each CPU q, WORKERS threads pinned to q, each with its own
+ * Shape: for each CPU q, WORKERS threads pinned to q (but for the span of
+ * a bulk READ or WRITE, see pin()), each with its own
  * ring and one entry (a header block and a payload buffer registered with
  * FUSE_IO_URING_CMD_REGISTER).  One entry per thread, so a worker busy
  * with a slow request (an fsync) holds no other request hostage: the
@@ -95,7 +96,7 @@ static struct fuse_session *session;
 static atomic_bool stopping;          /* furing_stop: workers end */
 static atomic_uint registered;        /* entries the kernel took */
 static struct worker *workers;
-static unsigned nworkers;
+static unsigned nworkers, ncpus;
 static _Thread_local struct worker *t_worker;
 
 static void report(int prio, const char *what, int err)
@@ -132,6 +133,36 @@ static int submit(struct worker *w, unsigned op, uint64_t commit_id)
 	return rc < 0 ? rc : 0;
 }
 
+/* A worker stays on its CPU: that is the point.  A bulk transfer is
+ * the exception: its time goes to copies and disk waits, not wake-ups, and
+ * the kernel's read-ahead sends several at once from the reader's CPU, so
+ * they may spread over every CPU while they last. */
+static void pin(struct worker *w, bool on)
+{
+	cpu_set_t set;
+
+	if (on) {
+		CPU_ZERO(&set);
+		CPU_SET(w->qid, &set);
+	} else {
+		CPU_ZERO(&set);
+		for (unsigned c = 0; c < ncpus; c++)
+			CPU_SET(c, &set);
+	}
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+#define BULK (128u << 10)
+
+static bool bulk(const struct fuse_in_header *h, const void *op, size_t opsz)
+{
+	if (h->opcode == FUSE_READ && opsz >= sizeof(struct fuse_read_in))
+		return ((const struct fuse_read_in *)op)->size >= BULK;
+	if (h->opcode == FUSE_WRITE && opsz >= sizeof(struct fuse_write_in))
+		return ((const struct fuse_write_in *)op)->size >= BULK;
+	return false;
+}
+
 /* Put the three parts back together and run it; -EIO if they do not
  * add up (the kernel is trusted, but not to within a buffer overrun). */
 static int run_request(struct worker *w)
@@ -140,6 +171,7 @@ static int run_request(struct worker *w)
 	uint32_t psz = w->hdr.ent.payload_sz;
 	size_t opsz;
 	struct fuse_buf fb = { 0 };
+	bool big;
 
 	if (psz > PAYLOAD || h->len < sizeof(*h) + psz ||
 	    (opsz = h->len - sizeof(*h) - psz) > URING_OP_SZ)
@@ -153,7 +185,12 @@ static int run_request(struct worker *w)
 	w->replied = false;
 	t_worker = w;
 	fwire_note_request(w->buf, fb.size);
+	big = bulk(h, w->buf + sizeof(*h), opsz);
+	if (big)
+		pin(w, false);
 	fuse_session_process_buf(session, &fb);
+	if (big)
+		pin(w, true);
 	t_worker = NULL;
 	return 0;
 }
@@ -172,12 +209,9 @@ static void reply_err(struct worker *w, uint64_t unique, int err)
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	cpu_set_t set;
 	int rc;
 
-	CPU_ZERO(&set);
-	CPU_SET(w->qid, &set);
-	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	pin(w, true);
 	rc = submit(w, CMD_REGISTER, 0);
 	if (!rc) {
 		/* a refused entry completes at once; a taken one only when
@@ -263,6 +297,7 @@ int furing_start(struct fuse_session *se)
 	if (workers || ncpu < 1)
 		return -EALREADY;
 	session = se;
+	ncpus = (unsigned)ncpu;
 	nworkers = (unsigned)ncpu * WORKERS;
 	workers = calloc(nworkers, sizeof(*workers));
 	if (!workers)
