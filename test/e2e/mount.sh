@@ -49,9 +49,19 @@ t_transport() {
 	echo x >"$MNT/transport" && rm "$MNT/transport" || return 1
 	got=$("$BUILD/tools/twinfsctl" status "$MNT" | sed -n 's/^requests: *through //p')
 	echo "    requests through: $got"
-	[ -z "$want" ] || expect_eq "transport" "$want" "$got"
+	[ -z "$want" ] || expect_eq "transport" "$want" "$got" || return 1
+	# -o no_uring keeps a mount on /dev/fuse whatever the kernel offers
+	local img2=$TMP/nouring.img mnt2=$TMP/nouring
+	tfs_mkfs "$img2" 64m && tfs_mount "$img2" "$mnt2" -o no_uring || return 1
+	echo y >"$mnt2/f" && expect_eq "no_uring mount works" y "$(cat "$mnt2/f")" &&
+	expect_eq "-o no_uring" /dev/fuse \
+		"$("$BUILD/tools/twinfsctl" status "$mnt2" | sed -n 's/^requests: *through //p')"
+	local rc=$?
+	tfs_umount "$mnt2" && tfs_fsck_clean "$img2" || rc=1
+	rm -f "$img2"
+	return $rc
 }
-run_step "twinfsctl status names the request transport" t_transport
+run_step "twinfsctl status names the request transport; -o no_uring" t_transport
 
 t_write_read() {
 	echo hello >"$MNT/hello"
