@@ -141,14 +141,10 @@ static void pin(struct worker *w, bool on)
 {
 	cpu_set_t set;
 
-	if (on) {
-		CPU_ZERO(&set);
-		CPU_SET(w->qid, &set);
-	} else {
-		CPU_ZERO(&set);
-		for (unsigned c = 0; c < ncpus; c++)
+	CPU_ZERO(&set);
+	for (unsigned c = 0; c < ncpus; c++)
+		if (!on || c == w->qid)
 			CPU_SET(c, &set);
-	}
 	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
@@ -173,6 +169,8 @@ static int run_request(struct worker *w)
 	struct fuse_buf fb = { 0 };
 	bool big;
 
+	w->unique = h->unique;
+	w->replied = false;
 	if (psz > PAYLOAD || h->len < sizeof(*h) + psz ||
 	    (opsz = h->len - sizeof(*h) - psz) > URING_OP_SZ)
 		return -EIO;
@@ -181,8 +179,6 @@ static int run_request(struct worker *w)
 	memcpy(w->buf + sizeof(*h) + opsz, w->payload, psz);
 	fb.mem = w->buf;
 	fb.size = h->len;
-	w->unique = h->unique;
-	w->replied = false;
 	t_worker = w;
 	fwire_note_request(w->buf, fb.size);
 	big = bulk(h, w->buf + sizeof(*h), opsz);
@@ -228,11 +224,10 @@ static void *worker_main(void *arg)
 	}
 	atomic_fetch_add(&registered, 1);
 	for (;;) {
+		struct __kernel_timespec ts = { .tv_nsec = 200000000 };
 		struct io_uring_cqe *cqe;
 		uint64_t unique;
 		int res;
-
-		struct __kernel_timespec ts = { .tv_nsec = 200000000 };
 
 		if (atomic_load(&stopping))
 			break;
@@ -250,9 +245,9 @@ static void *worker_main(void *arg)
 				report(LOG_WARNING, "request", -res);
 			break;
 		}
-		unique = ((const struct fuse_in_header *)w->hdr.in_out)->unique;
 		if (run_request(w) || !w->replied)
-			reply_err(w, unique, EIO);
+			reply_err(w, w->unique, EIO);
+		unique = w->unique;
 		w->unique = 0;
 		rc = submit(w, CMD_COMMIT_AND_FETCH, unique);
 		if (rc) {

@@ -48,9 +48,7 @@ static atomic_bool offered;               /* kernel offered KILLPRIV_V2 */
 static atomic_bool negotiated;            /* and our INIT reply took it */
 static atomic_bool uring_offered;         /* kernel offered io_uring */
 static _Atomic uint64_t init_unique;      /* the INIT request's id, or 0 */
-static bool wanted;                       /* KILLPRIV_V2 */
 static bool uring;                        /* io_uring if offered */
-static atomic_bool uring_on;              /* and the workers run */
 static struct fuse_session *session;
 
 void fwire_note_request(const void *buf, size_t n)
@@ -118,11 +116,9 @@ static ssize_t wire_writev(int fd, struct iovec *iov, int count,
 	memcpy(v, iov, sizeof(*iov) * (size_t)count);
 	memcpy(&out, iov[1].iov_base, iov[1].iov_len);
 	v[1].iov_base = &out;
-	if (wanted && atomic_load(&offered)) {
+	if (atomic_load(&offered)) {
 		out.flags |= FUSE_HANDLE_KILLPRIV_V2;
 		atomic_store(&negotiated, true);
-	} else {
-		out.flags &= ~(uint32_t)FUSE_HANDLE_KILLPRIV_V2;
 	}
 	if (uring && atomic_load(&uring_offered) &&
 	    iov[1].iov_len >= offsetof(struct fuse_init_out, flags2) + 4) {
@@ -133,20 +129,18 @@ static ssize_t wire_writev(int fd, struct iovec *iov, int count,
 	n = writev(fd, v, count);
 	/* the kernel has taken the INIT reply when writev returns: the
 	 * io_uring entries may register now */
-	if (n > 0 && use_uring && furing_start(session) == 0)
-		atomic_store(&uring_on, true);
+	if (n > 0 && use_uring)
+		furing_start(session);   /* failing: /dev/fuse it stays */
 	return n;
 }
 
-int fwire_install(struct fuse_session *se, bool killpriv_v2,
-		  bool use_uring)
+int fwire_install(struct fuse_session *se, bool use_uring)
 {
 	static const struct fuse_custom_io io = {
 		.read = wire_read,
 		.writev = wire_writev,
 	};
 
-	wanted = killpriv_v2;
 	uring = use_uring;
 	session = se;
 	return fuse_session_custom_io(se, &io, fuse_session_fd(se));
@@ -154,13 +148,12 @@ int fwire_install(struct fuse_session *se, bool killpriv_v2,
 
 bool fwire_uring(void)
 {
-	return atomic_load(&uring_on) && furing_ready();
+	return furing_ready();
 }
 
 void fwire_stop(void)
 {
-	if (atomic_load(&uring_on))
-		furing_stop();
+	furing_stop();   /* nothing when it never started */
 }
 
 bool fwire_killpriv_v2(void)

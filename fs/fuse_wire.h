@@ -10,11 +10,11 @@
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
 
-/* After fuse_session_mount: route /dev/fuse through the shim; with
- * killpriv_v2, answer INIT with FUSE_HANDLE_KILLPRIV_V2 if offered;
- * with uring, take FUSE_OVER_IO_URING if offered and start the per-CPU
- * workers (fuse_uring.c).  0 or -1 (libfuse logged why). */
-int fwire_install(struct fuse_session *se, bool killpriv_v2, bool uring);
+/* After fuse_session_mount: route /dev/fuse through the shim; answer
+ * INIT with FUSE_HANDLE_KILLPRIV_V2 if offered; with uring, take
+ * FUSE_OVER_IO_URING if offered and start the per-CPU workers
+ * (fuse_uring.c).  0 or -1 (libfuse logged why). */
+int fwire_install(struct fuse_session *se, bool uring);
 /* Requests come by io_uring. */
 bool fwire_uring(void);
 /* After the session loop, before the core goes: end the io_uring

@@ -6,13 +6,14 @@
  * stream keeps each record's own buffer, so nothing is copied until an
  * fsync needs the bytes on disk.  ilog_sync(pos) makes the stream
  * durable up to pos: one caller at a time (the writer, l->writing) takes
- * everything pending, cuts it into log blocks, writes them in runs and flushes;
- * whoever waited meanwhile (on cond, all woken at once, not one by one
- * as they would be queued on a mutex) finds its position already durable
- * or becomes the next writer (group commit).  More than ILOG_SYNC_MAX pending: -EAGAIN, and the caller runs
- * a CP instead, which writes that data once instead of twice.  Every flush starts a new block, so a
- * block is written once and a torn block can only lose records that no
- * fsync has returned for.
+ * everything pending, cuts it into log blocks, writes them in runs and
+ * flushes; whoever waited meanwhile (on cond, all woken at once, not one
+ * by one as they would be queued on a mutex) finds its position already
+ * durable or becomes the next writer (group commit).  More than
+ * ILOG_SYNC_MAX pending: -EAGAIN, and the caller runs a CP instead,
+ * which writes that data once instead of twice.  Every flush starts a new
+ * block, so a block is written once and a torn block can only lose
+ * records that no fsync has returned for.
  *
  * A CP covers every record appended before its freeze: the pending bytes
  * are dropped, the CP's superblock says where replay starts (s_log_seq),

@@ -295,7 +295,7 @@ int main(int argc, char **argv)
 		goto out_session;
 	if (fuse_session_mount(t.se, copts.mountpoint))
 		goto out_signals;
-	if (fwire_install(t.se, true, !o.no_uring))
+	if (fwire_install(t.se, !o.no_uring))
 		goto out_unmount;
 	if (fuse_daemonize(copts.foreground))
 		goto out_unmount;

@@ -563,6 +563,16 @@ times:
 	return rc;
 }
 
+/* The mode a write by a caller without CAP_FSETID leaves: no setuid, and
+ * no setgid where it grants a group (group-executable). */
+static uint32_t mode_killed(uint32_t m)
+{
+	m &= ~(uint32_t)S_ISUID;
+	if ((m & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		m &= ~(uint32_t)S_ISGID;
+	return m;
+}
+
 static int apply_setattr(struct fs *fs, struct rd *r)
 {
 	uint64_t ino = r64(r), mask = r64(r), mode = r64(r), uid = r64(r);
@@ -598,12 +608,8 @@ static int apply_setattr(struct fs *fs, struct rd *r)
 	if (mask & FS_SET_MODE)
 		d->i_mode = put32((get32(d->i_mode) & S_IFMT) |
 				  ((uint32_t)mode & 07777));
-	if ((mask & FS_SET_KILL_SUIDGID) && !S_ISDIR(get32(d->i_mode))) {
-		uint32_t m = get32(d->i_mode) & ~(uint32_t)S_ISUID;
-		if ((m & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
-			m &= ~(uint32_t)S_ISGID;
-		d->i_mode = put32(m);
-	}
+	if ((mask & FS_SET_KILL_SUIDGID) && !S_ISDIR(get32(d->i_mode)))
+		d->i_mode = put32(mode_killed(get32(d->i_mode)));
 	if (mask & FS_SET_UID)
 		d->i_uid = put32((uint32_t)uid);
 	if (mask & FS_SET_GID)
@@ -1282,10 +1288,10 @@ int fs_kill_priv(struct fs *fs, uint64_t ino, bool suidgid, bool *changed)
 	rc = inode_get(fs, ino, &d);
 	if (!rc && S_ISREG(get32(d->i_mode))) {
 		uint32_t m = get32(d->i_mode);
-		kill_mode = suidgid && ((m & S_ISUID) ||
-			(m & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP));
+		ssize_t x;
+		kill_mode = suidgid && mode_killed(m) != m;
 		/* no xattr block: -ENODATA without a read */
-		ssize_t x = xattr_get(fs, ino, CAP_XATTR, NULL, 0);
+		x = xattr_get(fs, ino, CAP_XATTR, NULL, 0);
 		kill_cap = x >= 0;
 		if (x < 0 && x != -ENODATA)
 			rc = (int)x;
