@@ -10,9 +10,28 @@
  * of the blocks it writes, so the two agree.  Buffers that are not 4 KiB
  * aligned, and a file system that turns O_DIRECT down at write time,
  * take the buffered descriptor.
+ *
+ * Read-around.  A lone block read that misses the page cache (a FUSE
+ * read of 4 KiB, a metadata block) asks the kernel for the aligned
+ * window around it as well (POSIX_FADV_WILLNEED: one device request, no
+ * copy).  A CP writes what was dirty together, so the blocks beside one
+ * are often the next ones asked for; the kernel's own read-ahead sees
+ * only a random pattern and reads the one page.  This is what the kernel
+ * does for a page fault in a mapped file, and ZFS's vdev cache did for
+ * small reads.  Whether it pays is measured: a read first tries the page
+ * cache alone (preadv2 RWF_NOWAIT), so each lone read is a hit or a miss.
+ * An epoch of RA_EPOCH misses with fewer than one hit per RA_USEFUL
+ * misses turns read-around off for the next epoch (a random reader of a
+ * file much larger than memory), except for every RA_PROBE-th miss, so
+ * that a change of pattern is seen.  The counters are shared by every
+ * thread and only steer a heuristic: relaxed atomics, races harmless.
+ * Stale data cannot come of it: a block is only read-around into the
+ * page cache; a direct write drops cached copies of what it writes, and
+ * every block read is checked against its parent's checksum anyway.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,9 +43,14 @@
 #include "bdev.h"
 #include "format.h"
 
+enum { RA_EPOCH = 1024, RA_USEFUL = 16, RA_PROBE = 64 };
+
 struct file_dev {
 	int fd;
 	int wfd;                  /* O_DIRECT, or -1 */
+	unsigned ra;              /* read-around window in blocks; < 2: off */
+	atomic_uint ra_hits, ra_misses;   /* lone reads in this epoch */
+	atomic_bool ra_idle;      /* the last epoch found it useless */
 };
 
 static bool aligned(const void *p)
@@ -44,11 +68,54 @@ static bool direct_refused(struct file_dev *f, ssize_t k)
 	return true;
 }
 
+/* A lone block: from the page cache if it is there (true); if not, the
+ * window around it is asked for (see the top of the file) and the caller
+ * reads the block itself. */
+static bool read_around(struct bdev *bd, struct file_dev *f, uint64_t blkno,
+		       void *buf)
+{
+	struct iovec iov = { buf, TFS_BLOCK_SIZE };
+	unsigned m, h;
+	ssize_t n;
+
+	do
+		n = preadv2(f->fd, &iov, 1, (off_t)(blkno * TFS_BLOCK_SIZE),
+			    RWF_NOWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n == TFS_BLOCK_SIZE) {
+		atomic_fetch_add_explicit(&f->ra_hits, 1, memory_order_relaxed);
+		return true;
+	}
+	if (n < 0 && errno != EAGAIN)
+		return false;
+	m = atomic_fetch_add_explicit(&f->ra_misses, 1,
+				      memory_order_relaxed) + 1;
+	if (!atomic_load_explicit(&f->ra_idle, memory_order_relaxed) ||
+	    m % RA_PROBE == 0) {
+		uint64_t first = blkno & ~(uint64_t)(f->ra - 1);
+		uint64_t k = f->ra;
+		if (first + k > bd->nblocks)
+			k = bd->nblocks - first;
+		posix_fadvise(f->fd, (off_t)(first * TFS_BLOCK_SIZE),
+			      (off_t)(k * TFS_BLOCK_SIZE), POSIX_FADV_WILLNEED);
+	}
+	if (m == RA_EPOCH) {     /* one thread closes the epoch */
+		h = atomic_exchange_explicit(&f->ra_hits, 0,
+					     memory_order_relaxed);
+		atomic_store_explicit(&f->ra_misses, 0, memory_order_relaxed);
+		atomic_store_explicit(&f->ra_idle, h * RA_USEFUL < RA_EPOCH,
+				      memory_order_relaxed);
+	}
+	return false;
+}
+
 static int file_read(struct bdev *bd, uint64_t blkno, void *buf)
 {
 	struct file_dev *f = bd->priv;
 	size_t done = 0;
 
+	if (f->ra > 1 && read_around(bd, f, blkno, buf))
+		return 0;
 	while (done < TFS_BLOCK_SIZE) {
 		ssize_t n = pread(f->fd, (char *)buf + done, TFS_BLOCK_SIZE - done,
 				  (off_t)(blkno * TFS_BLOCK_SIZE + done));
@@ -172,6 +239,16 @@ static const struct bdev_ops file_ops = {
 	.read_run = file_read_run, .flush = file_flush, .close = file_close,
 };
 
+/* Read-around needs RWF_NOWAIT to tell hits from misses (Linux 4.14+,
+ * and a file system that takes it). */
+static bool nowait_works(int fd)
+{
+	char b[1];
+	struct iovec iov = { b, 1 };
+
+	return preadv2(fd, &iov, 1, 0, RWF_NOWAIT) >= 0 || errno == EAGAIN;
+}
+
 int bdev_file_open(const char *path, bool ro, struct bdev **out)
 {
 	struct file_dev *f;
@@ -204,6 +281,7 @@ int bdev_file_open(const char *path, bool ro, struct bdev **out)
 		return -ENOMEM;
 	}
 	f->fd = fd;
+	f->ra = nowait_works(fd) ? BDEV_READAROUND_DEFAULT : 0;
 	f->wfd = ro ? -1 : open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
 	bd->ops = &file_ops;
 	bd->priv = f;
@@ -217,6 +295,15 @@ fail_errno:
 		close(fd);
 		return rc;
 	}
+}
+
+unsigned bdev_file_readaround(struct bdev *bd, unsigned blocks)
+{
+	struct file_dev *f = bd->priv;
+
+	if (f->ra)        /* 0 when RWF_NOWAIT is not there */
+		f->ra = blocks;
+	return f->ra;
 }
 
 static int mem_read(struct bdev *bd, uint64_t blkno, void *buf)

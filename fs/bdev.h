@@ -40,6 +40,13 @@ struct bdev {
 
 /* Open an image file.  ro opens O_RDONLY and refuses writes (-EROFS). */
 int bdev_file_open(const char *path, bool ro, struct bdev **out);
+/* Lone block reads that miss the page cache also bring in the aligned
+ * window of `blocks` around them (a power of two; 0 or 1: off); bdev.c
+ * says when.  bdev_file_open sets BDEV_READAROUND_DEFAULT, or 0 where
+ * the kernel cannot tell a hit from a miss.  Call before any read;
+ * returns the window now in force. */
+#define BDEV_READAROUND_DEFAULT 64
+unsigned bdev_file_readaround(struct bdev *bd, unsigned blocks);
 /* A zero-filled memory device of nblocks blocks. */
 int bdev_mem_new(uint64_t nblocks, struct bdev **out);
 /* The memory device's backing array (nblocks * TFS_BLOCK_SIZE bytes). */

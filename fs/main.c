@@ -29,6 +29,7 @@
 struct options {
 	char *image, *mountpoint_arg;
 	unsigned cp_interval, cache_mb, dirty_mb, keep_cps, cache_timeout;
+	unsigned readaround_kb;
 	unsigned sched[4];
 	char *snapdir;
 	int ro, help, version, no_uring;
@@ -44,6 +45,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("keep_cps=%u", keep_cps),
 	OPT("cache_timeout=%u", cache_timeout),
 	OPT("no_uring", no_uring),
+	OPT("readaround=%u", readaround_kb),
 	OPT("hourly=%u", sched[0]),
 	OPT("daily=%u", sched[1]),
 	OPT("weekly=%u", sched[2]),
@@ -119,6 +121,10 @@ static void usage(const char *prog)
 	       "                            scheduled snapshots, keeping the newest N\n"
 	       "    -o cache_timeout=SECONDS how long the kernel may keep names and\n"
 	       "                            attributes (default 3600)\n"
+	       "    -o readaround=KIB       a lone block read that misses the page cache\n"
+	       "                            also reads the aligned KIB around it, while\n"
+	       "                            that proves useful (default 256, 0: off;\n"
+	       "                            a power of two from 8 to 4096)\n"
 	       "    -o no_uring             requests through /dev/fuse only, even when\n"
 	       "                            the kernel offers io_uring (fuse module\n"
 	       "                            parameter enable_uring=Y, Linux 6.14+)\n"
@@ -208,7 +214,8 @@ int main(int argc, char **argv)
 	/* Names and attributes only change through this mount (a rollback
 	 * tells the kernel what it changed), so the kernel may keep them
 	 * long: an hour, as zfs-fuse is shipped in Debian. */
-	struct options o = { .cp_interval = 5, .cache_timeout = 3600 };
+	struct options o = { .cp_interval = 5, .cache_timeout = 3600,
+			     .readaround_kb = BDEV_READAROUND_DEFAULT * 4 };
 	struct fs_opts fo = { 0 };
 	struct tfuse t = { 0 };
 	struct ctl *ctl = NULL;
@@ -241,6 +248,12 @@ int main(int argc, char **argv)
 			o.snapdir);
 		goto out_args;
 	}
+	if (o.readaround_kb && (o.readaround_kb < 8 || o.readaround_kb > 4096 ||
+				(o.readaround_kb & (o.readaround_kb - 1)))) {
+		fprintf(stderr, "twinfs: readaround=%u: use 0, or a power of "
+			"two from 8 to 4096 (KiB)\n", o.readaround_kb);
+		goto out_args;
+	}
 	if (!realpath(o.image, image)) {
 		fprintf(stderr, "twinfs: %s: %s\n", o.image, strerror(errno));
 		goto out_args;
@@ -263,6 +276,8 @@ int main(int argc, char **argv)
 	}
 	if (!rc)
 		rc = bdev_file_open(image, o.ro, &bd);
+	if (!rc)
+		bdev_file_readaround(bd, o.readaround_kb / 4);
 	if (rc) {
 		fprintf(stderr, "twinfs: %s: %s\n", o.image, strerror(-rc));
 		goto out_args;

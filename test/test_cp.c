@@ -8,11 +8,13 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "format.h"
@@ -460,6 +462,82 @@ START_TEST(test_file_bdev_paths)
 }
 END_TEST
 
+/* Is block b of the file at fd in the page cache?  (mincore: a read,
+ * even RWF_NOWAIT, would start the kernel's own read-ahead.) */
+static bool cached(int fd, uint64_t b)
+{
+	void *p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd,
+		       (off_t)(b * 4096));
+	unsigned char v = 0;
+
+	ck_assert(p != MAP_FAILED);
+	ck_assert_int_eq(mincore(p, 4096, &v), 0);
+	munmap(p, 4096);
+	return v & 1;
+}
+
+/* A lone block read that misses the page cache brings in its aligned
+ * window; an epoch of 1024 misses with next to no hits turns that off,
+ * but for every 64th miss. */
+START_TEST(test_file_bdev_readaround)
+{
+	char path[] = "/var/tmp/twinfs-bdev-XXXXXX";
+	int fd = mkstemp(path);
+	uint8_t *al = aligned_alloc(4096, 4096), *back = malloc(4096);
+	uint64_t nwin = 1200;
+	struct bdev *bd;
+
+	ck_assert_int_ge(fd, 0);
+	/* written, not sparse: a hole reads as zeros without waiting, so
+	 * every read of one would count as a hit */
+	memset(back, 1, 4096);
+	for (uint64_t b = 0; b < nwin * 8; b++)
+		ck_assert_int_eq(pwrite(fd, back, 4096, (off_t)(b * 4096)), 4096);
+	ck_assert_int_eq(fsync(fd), 0);
+	ck_assert_int_eq(bdev_file_open(path, false, &bd), 0);
+	ck_assert_uint_eq(bdev_file_readaround(bd, 8), 8);
+	for (uint64_t b = 16; b < 32; b++) {
+		h_fill(al, 4096, (unsigned)b, 0);
+		ck_assert_int_eq(bdev_write(bd, b, al), 0);
+	}
+	ck_assert_int_eq(bdev_flush(bd), 0);
+	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	ck_assert(!cached(fd, 20));
+
+	ck_assert_int_eq(bdev_read(bd, 19, back), 0);
+	ck_assert_int_eq(h_cmp(back, 4096, 19, 0), -1);
+	for (uint64_t b = 16; b < 24; b++)      /* the window of 19 */
+		ck_assert_msg(b == 19 || cached(fd, b), "block %d", (int)b);
+
+	ck_assert(!cached(fd, 27));
+	ck_assert_int_eq(bdev_read(bd, 20, back), 0);  /* a hit */
+	ck_assert_int_eq(h_cmp(back, 4096, 20, 0), -1);
+
+	/* more than the rest of the epoch: misses in windows of their
+	 * own, in an order the kernel's read-ahead sees as random (it may
+	 * still turn one or two into hits) */
+	for (uint64_t i = 1; i < 1056; i++) {      /* windows 4..1059 */
+		uint64_t w = 4 + (i * 389) % 1056;
+		ck_assert_int_eq(bdev_read(bd, w * 8 + 3, back), 0);
+	}
+	/* almost no hits in the epoch: idle now, so fresh misses read
+	 * alone, but for a probe every 64th */
+	int around = 0;
+	for (uint64_t w = 1060; w < 1060 + 128; w++) {
+		ck_assert_int_eq(bdev_read(bd, w * 8 + 3, back), 0);
+		around += cached(fd, w * 8 + 5);
+	}
+	ck_assert_int_ge(around, 1);
+	ck_assert_int_le(around, 3);
+
+	bdev_close(bd);
+	close(fd);
+	unlink(path);
+	free(al);
+	free(back);
+}
+END_TEST
+
 START_TEST(test_osync_survives_crash)
 {
 	struct bdev *img = h_image(4096);
@@ -541,6 +619,7 @@ static Suite *cp_suite(void)
 	tcase_add_test(tc, test_small_cache_stream);
 	tcase_add_test(tc, test_reads_during_cps);
 	tcase_add_test(tc, test_file_bdev_paths);
+	tcase_add_test(tc, test_file_bdev_readaround);
 	tcase_add_test(tc, test_checksum_mismatch_is_eio);
 	suite_add_tcase(s, tc);
 	return s;

@@ -63,6 +63,43 @@ t_transport() {
 }
 run_step "twinfsctl status names the request transport; -o no_uring" t_transport
 
+# -o readaround: bad sizes are refused by name; with it off (0) and at
+# its largest, a file written and read back cold is what was written
+t_readaround() {
+	local img2=$TMP/ra.img mnt2=$TMP/ra v rc=0
+	tfs_mkfs "$img2" 64m || return 1
+	for v in 3 12 8192 x; do
+		mkdir -p "$mnt2"
+		expect_fail "readaround=$v" "readaround" timeout 10 \
+			"$TWINFS" -f "$img2" "$mnt2" -o readaround=$v || {
+			fusermount3 -uz "$mnt2" 2>/dev/null
+			return 1
+		}
+	done
+	dd if=/dev/urandom of="$TMP/ra.data" bs=1M count=4 status=none
+	for v in 0 4096; do
+		tfs_mount "$img2" "$mnt2" -o readaround=$v || return 1
+		cp "$TMP/ra.data" "$mnt2/f.$v" && sync -f "$mnt2" || rc=1
+		tfs_umount "$mnt2" || return 1
+		echo 3 >/proc/sys/vm/drop_caches
+		tfs_mount "$img2" "$mnt2" -o readaround=$v || return 1
+		# 4 KiB reads in a scattered order: lone block reads
+		python3 - "$mnt2/f.$v" "$TMP/ra.data" <<'PY' || rc=1
+import os, sys
+a, b = (open(p, 'rb', buffering=0) for p in sys.argv[1:3])
+for i in range(1024):
+    off = (i * 389) % 1024 * 4096
+    if os.pread(a.fileno(), 4096, off) != os.pread(b.fileno(), 4096, off):
+        sys.exit('block %d differs' % (off // 4096))
+PY
+		tfs_umount "$mnt2" || return 1
+	done
+	tfs_fsck_clean "$img2" || rc=1
+	rm -f "$img2" "$TMP/ra.data"
+	return $rc
+}
+run_step "-o readaround: bad sizes refused; 0 and 4096 read back right" t_readaround
+
 t_write_read() {
 	echo hello >"$MNT/hello"
 	expect_eq "read back" hello "$(cat "$MNT/hello")"
