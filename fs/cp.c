@@ -188,6 +188,26 @@ static void phase_b(struct fs *fs, struct buf **arr, size_t n,
 	}
 }
 
+/* Names that changed in .snapshot (snap_cp_end) are told to the kernel
+ * by the CP thread when there is one.  The kernel takes the directory's
+ * lock to drop a name; a FUSE worker that ran this CP for an fsync would
+ * wait there on whoever holds it, and that holder may be waiting for a
+ * request queued behind this very worker. */
+static void cp_tell_names(struct fs *fs)
+{
+	bool here;
+
+	if (!fs->opts.inval_entry)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	here = !fs->cp_thread_on || pthread_equal(pthread_self(), fs->cp_thread);
+	if (!here && fs->nsnapdir_gone)
+		pthread_cond_signal(&fs->cp_cond);
+	pthread_mutex_unlock(&fs->lock);
+	if (here)
+		snap_inval_names(fs);
+}
+
 /* fs->lock held: the CP is over; buffers get their bytes back. */
 static void wlist_release(struct fs *fs, struct wblk *w, size_t n)
 {
@@ -321,8 +341,7 @@ out_unlock:
 	free(arr);
 	free(w);
 	free(sb);
-	if (fs->opts.inval_entry)
-		snap_inval_names(fs);
+	cp_tell_names(fs);
 	return rc;
 }
 
@@ -362,6 +381,12 @@ static void *cp_main(void *arg)
 			pthread_mutex_unlock(&fs->lock);
 			cp_run(fs);
 			last = fs_now();
+			pthread_mutex_lock(&fs->lock);
+			continue;
+		}
+		if (fs->nsnapdir_gone) {   /* a CP run elsewhere left them */
+			pthread_mutex_unlock(&fs->lock);
+			cp_tell_names(fs);
 			pthread_mutex_lock(&fs->lock);
 			continue;
 		}

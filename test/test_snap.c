@@ -6,9 +6,11 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "twinfs.h"
 
@@ -409,6 +411,63 @@ START_TEST(test_keep_cps_and_schedules)
 }
 END_TEST
 
+/* Who told the kernel of changed .snapshot names, and how often. */
+static pthread_mutex_t told_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t told_by;
+static int told, told_here;
+
+static void note_inval_entry(void *arg, uint64_t dir, const char *name)
+{
+	pthread_mutex_lock(&told_lock);
+	told++;
+	told_here += pthread_equal(pthread_self(), *(pthread_t *)arg);
+	told_by = pthread_self();
+	pthread_mutex_unlock(&told_lock);
+}
+
+static void note_inval(void *arg, uint64_t ino)
+{
+}
+
+/* A CP run by a caller (an fsync in a FUSE worker) leaves the names of
+ * its snapshots for the CP thread to tell: the kernel takes the
+ * directory's lock for each, which a worker must not wait on. */
+START_TEST(test_names_told_by_cp_thread)
+{
+	pthread_t me = pthread_self();
+	struct fs_attr a;
+	int n = 0;
+
+	opts.keep_cps = 30;
+	opts.no_cp_thread = false;
+	opts.cp_interval_ms = 3600 * 1000;
+	opts.inval = note_inval;
+	opts.inval_entry = note_inval_entry;
+	opts.inval_arg = &me;
+	remount();
+	ck_assert_int_eq(fs_create(fs, 1, "f", 0644, true, &cr, &a), 0);
+	pthread_mutex_lock(&told_lock);  /* mount's own CP: no workers yet */
+	told = told_here = 0;
+	pthread_mutex_unlock(&told_lock);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(fs_write(fs, a.ino, "abc", 3, 0, 0), 3);
+		ck_assert_int_eq(fs_cp(fs), 0);   /* from this thread */
+	}
+	for (int i = 0; i < 200 && n < 3; i++) {
+		usleep(10000);
+		pthread_mutex_lock(&told_lock);
+		n = told;
+		pthread_mutex_unlock(&told_lock);
+	}
+	pthread_mutex_lock(&told_lock);
+	ck_assert_int_ge(told, 3);          /* one @GEN name per CP */
+	ck_assert_int_eq(told_here, 0);
+	ck_assert(!pthread_equal(told_by, me));
+	pthread_mutex_unlock(&told_lock);
+	fs_forget(fs, a.ino, 1);
+}
+END_TEST
+
 /* A device that records every write in order (crash tests below). */
 struct rec_dev {
 	struct bdev *inner;
@@ -531,6 +590,7 @@ static Suite *snap_suite(void)
 	tcase_add_test(tc, test_rollback);
 	tcase_add_test(tc, test_diff);
 	tcase_add_test(tc, test_keep_cps_and_schedules);
+	tcase_add_test(tc, test_names_told_by_cp_thread);
 	tcase_add_test(tc, test_crash_during_snapshot_ops);
 	suite_add_tcase(s, tc);
 	return s;
