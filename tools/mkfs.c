@@ -372,6 +372,31 @@ static void print_summary(const struct mkfs_args *a, const struct tfs_super *sb)
 	printf("  format:      version %u\n", get32(sb->s_version));
 }
 
+/* Write the intent log's region out (zeros: no valid log block).  In a
+ * sparse image file each first write of a log block makes the host file
+ * system allocate it, and the fsync that wrote it then waits for the
+ * host's journal too: about 5.5k against 8k fsyncs/s here until the
+ * region had been written once (64 MiB at most). */
+static int log_fill(struct bdev *bd, const struct tfs_super *sb)
+{
+	enum { RUN = 256 };
+	uint64_t lb = get64(sb->s_log_blocks);
+	uint8_t *z = aligned_alloc(4096, (size_t)RUN * TFS_BLOCK_SIZE);
+	void *bufs[RUN];
+	int rc = 0;
+
+	if (!z)
+		return -ENOMEM;
+	memset(z, 0, (size_t)RUN * TFS_BLOCK_SIZE);
+	for (unsigned i = 0; i < RUN; i++)
+		bufs[i] = z + (size_t)i * TFS_BLOCK_SIZE;
+	for (uint64_t b = 0; b < lb && !rc; b += RUN)
+		rc = bdev_write_run(bd, TFS_LOG_START + b, bufs,
+				    lb - b < RUN ? (unsigned)(lb - b) : RUN);
+	free(z);
+	return rc;
+}
+
 /* Whether IMAGE is the source of a mount (a running twinfs daemon, or a
  * mounted block device).  Formatting it would destroy a live file system,
  * so this is refused even with -f. */
@@ -505,7 +530,15 @@ int main(int argc, char **argv)
 	}
 	if (rc)
 		die("cannot open %s: %s", a.image, strerror(-rc));
+	sb = malloc(sizeof(*sb));
+	if (!sb)
+		die("out of memory");
 	rc = fs_format(bd, &fo);
+	if (!rc && !a.dry_run) {
+		rc = read_super(bd, sb);
+		if (!rc)
+			rc = log_fill(bd, sb);
+	}
 	if (!rc)
 		rc = bdev_flush(bd);
 	if (rc) {
@@ -514,9 +547,6 @@ int main(int argc, char **argv)
 			unlink(a.image);
 		die("formatting %s failed: %s", a.image, strerror(-rc));
 	}
-	sb = malloc(sizeof(*sb));
-	if (!sb)
-		die("out of memory");
 	rc = read_super(bd, sb);
 	bdev_close(bd);
 	if (rc)
