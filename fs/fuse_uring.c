@@ -20,7 +20,9 @@
  * request split in three: struct fuse_in_header, the operation's own
  * header (op_in) and the rest (payload); it is put back together as
  * /dev/fuse would have delivered it and run by libfuse
- * (fuse_session_process_buf).  The reply comes back through fuse_wire.c's
+ * (fuse_session_process_buf).  The payload buffer has LEAD bytes of room
+ * before it, where the two headers are copied so that they end where the
+ * payload starts: a WRITE's data is not copied again.  The reply comes back through fuse_wire.c's
  * writev hook into furing_reply(), which copies it into the entry; the
  * worker then commits it and fetches the next (COMMIT_AND_FETCH).
  *
@@ -79,6 +81,9 @@ struct uring_cmd_req {
 
 #define WORKERS 4                   /* per CPU */
 #define PAYLOAD ((1u << 20) + 4096) /* >= max_write and a READ's pages */
+#define LEAD 4096                   /* >= both headers; keeps payload aligned */
+_Static_assert(sizeof(struct fuse_in_header) + URING_OP_SZ <= LEAD,
+	       "the headers fit before the payload");
 
 struct worker {
 	pthread_t thread;
@@ -86,8 +91,8 @@ struct worker {
 	unsigned qid;
 	struct io_uring ring;
 	struct uring_req_header hdr;
+	uint8_t *area;              /* LEAD bytes, then the payload */
 	uint8_t *payload;
-	uint8_t *buf;               /* the request as /dev/fuse gives it */
 	uint64_t unique;            /* request in hand, 0: none */
 	bool replied;
 };
@@ -167,6 +172,7 @@ static int run_request(struct worker *w)
 	uint32_t psz = w->hdr.ent.payload_sz;
 	size_t opsz;
 	struct fuse_buf fb = { 0 };
+	uint8_t *req;
 	bool big;
 
 	w->unique = h->unique;
@@ -174,14 +180,15 @@ static int run_request(struct worker *w)
 	if (psz > PAYLOAD || h->len < sizeof(*h) + psz ||
 	    (opsz = h->len - sizeof(*h) - psz) > URING_OP_SZ)
 		return -EIO;
-	memcpy(w->buf, h, sizeof(*h));
-	memcpy(w->buf + sizeof(*h), w->hdr.op_in, opsz);
-	memcpy(w->buf + sizeof(*h) + opsz, w->payload, psz);
-	fb.mem = w->buf;
+	/* sizeof(*h) + URING_OP_SZ <= LEAD */
+	req = w->payload - opsz - sizeof(*h);
+	memcpy(req, h, sizeof(*h));
+	memcpy(req + sizeof(*h), w->hdr.op_in, opsz);
+	fb.mem = req;
 	fb.size = h->len;
 	t_worker = w;
-	fwire_note_request(w->buf, fb.size);
-	big = bulk(h, w->buf + sizeof(*h), opsz);
+	fwire_note_request(req, fb.size);
+	big = bulk(h, req + sizeof(*h), opsz);
 	if (big)
 		pin(w, false);
 	fuse_session_process_buf(session, &fb);
@@ -306,20 +313,20 @@ int furing_start(struct fuse_session *se)
 		int rc;
 
 		w->qid = i / WORKERS;
-		w->payload = malloc(PAYLOAD);
-		w->buf = malloc(sizeof(struct fuse_in_header) + URING_OP_SZ +
-				PAYLOAD);
-		rc = !w->payload || !w->buf ? -ENOMEM :
+		w->area = aligned_alloc(4096, LEAD + PAYLOAD);
+		w->payload = w->area ? w->area + LEAD : NULL;
+		rc = !w->area ? -ENOMEM :
 			io_uring_queue_init_params(4, &w->ring, &p);
 		if (rc) {
 			report(LOG_WARNING, "setup", -rc);
-			free(w->payload);
-			free(w->buf);
-			w->payload = w->buf = NULL;
+			free(w->area);
+			w->area = w->payload = NULL;
 			break;
 		}
 		if (pthread_create(&w->thread, NULL, worker_main, w)) {
 			io_uring_queue_exit(&w->ring);
+			free(w->area);
+			w->area = w->payload = NULL;
 			break;
 		}
 		w->started = true;
@@ -349,8 +356,7 @@ void furing_stop(void)
 			continue;
 		pthread_join(w->thread, NULL);
 		io_uring_queue_exit(&w->ring);
-		free(w->payload);
-		free(w->buf);
+		free(w->area);
 	}
 	free(workers);
 	workers = NULL;
