@@ -413,7 +413,7 @@ END_TEST
 
 /* Who told the kernel of changed .snapshot names, and how often. */
 static pthread_mutex_t told_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_t told_by;
+static pthread_t told_by, test_thread;  /* test_thread: inval_arg */
 static int told, told_here;
 
 static void note_inval_entry(void *arg, uint64_t dir, const char *name)
@@ -438,12 +438,14 @@ START_TEST(test_names_told_by_cp_thread)
 	struct fs_attr a;
 	int n = 0;
 
+	/* the fixture's unmount calls the hook after this function ends */
+	test_thread = me;
 	opts.keep_cps = 30;
 	opts.no_cp_thread = false;
 	opts.cp_interval_ms = 3600 * 1000;
 	opts.inval = note_inval;
 	opts.inval_entry = note_inval_entry;
-	opts.inval_arg = &me;
+	opts.inval_arg = &test_thread;
 	remount();
 	ck_assert_int_eq(fs_create(fs, 1, "f", 0644, true, &cr, &a), 0);
 	pthread_mutex_lock(&told_lock);  /* mount's own CP: no workers yet */
