@@ -407,6 +407,31 @@ t_enospc() {
 }
 run_step "ENOSPC filling a 64 MiB image; delete frees space for new writes" t_enospc
 
+# fsx-style: random writes, truncates, punches, zero ranges, mmap stores
+# and reads against a model; then unmount, drop every cache, mount again
+# (cold reads go through read-around) and check and go on
+t_fsx() {
+	local img=$TMP/fsx.img mnt=$TMP/fsx seed rc=0
+	local ops=${TWINFS_FSX_OPS:-3000}
+	tfs_mkfs "$img" 1g && tfs_mount "$img" "$mnt" || return 1
+	for seed in 1 2; do
+		python3 "$(dirname "$0")/fsx.py" "$mnt/f$seed" "$TMP/model$seed" \
+			$seed "$ops" || rc=1
+	done
+	tfs_umount "$mnt" || return 1
+	echo 3 >/proc/sys/vm/drop_caches
+	tfs_mount "$img" "$mnt" || return 1
+	for seed in 1 2; do
+		python3 "$(dirname "$0")/fsx.py" "$mnt/f$seed" "$TMP/model$seed" \
+			$((seed + 100)) "$ops" --resume || rc=1
+	done
+	tfs_umount "$mnt" || return 1
+	tfs_fsck_clean "$img" || rc=1
+	rm -f "$img" "$TMP"/model?
+	return $rc
+}
+run_step "fsx-style exerciser against a model, across a cold remount" t_fsx
+
 # permissions as an unprivileged user (the mount has allow_other)
 USER_NAME=twinfs-test
 if ! id "$USER_NAME" >/dev/null 2>&1; then
