@@ -22,9 +22,10 @@
  * /dev/fuse would have delivered it and run by libfuse
  * (fuse_session_process_buf).  The payload buffer has LEAD bytes of room
  * before it, where the two headers are copied so that they end where the
- * payload starts: a WRITE's data is not copied again.  The reply comes back through fuse_wire.c's
- * writev hook into furing_reply(), which copies it into the entry; the
- * worker then commits it and fetches the next (COMMIT_AND_FETCH).
+ * payload starts: a WRITE's data is not copied again.  The reply comes
+ * back through fuse_wire.c's writev hook into furing_reply(), which copies
+ * it into the entry; the worker then commits it and fetches the next
+ * (COMMIT_AND_FETCH).
  *
  * FORGET and INTERRUPT still come through /dev/fuse, as do all requests
  * until every queue has an entry; libfuse's own workers keep reading it.
@@ -180,7 +181,6 @@ static int run_request(struct worker *w)
 	if (psz > PAYLOAD || h->len < sizeof(*h) + psz ||
 	    (opsz = h->len - sizeof(*h) - psz) > URING_OP_SZ)
 		return -EIO;
-	/* sizeof(*h) + URING_OP_SZ <= LEAD */
 	req = w->payload - opsz - sizeof(*h);
 	memcpy(req, h, sizeof(*h));
 	memcpy(req + sizeof(*h), w->hdr.op_in, opsz);

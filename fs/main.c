@@ -276,12 +276,11 @@ int main(int argc, char **argv)
 	}
 	if (!rc)
 		rc = bdev_file_open(image, o.ro, &bd);
-	if (!rc)
-		bdev_file_readaround(bd, o.readaround_kb / 4);
 	if (rc) {
 		fprintf(stderr, "twinfs: %s: %s\n", o.image, strerror(-rc));
 		goto out_args;
 	}
+	bdev_file_readaround(bd, o.readaround_kb / 4);
 	t.timeout = o.cache_timeout;
 	fo.ro = o.ro;
 	fo.no_cp_thread = true; /* started after the fork */

@@ -491,7 +491,7 @@ int main(int argc, char **argv)
 	struct bdev *bd = NULL;
 	uint64_t size, nblocks;
 	bool created;
-	int rc;
+	int rc, rb;
 
 	parse_args(argc, argv, &a);
 	size = prepare_image(&a, &created);
@@ -533,25 +533,24 @@ int main(int argc, char **argv)
 	sb = malloc(sizeof(*sb));
 	if (!sb)
 		die("out of memory");
+	/* the superblock read back once: checked, and it sizes the log
+	 * (on the dry run's null device log_fill writes nothing) */
 	rc = fs_format(bd, &fo);
-	if (!rc && !a.dry_run) {
-		rc = read_super(bd, sb);
-		if (!rc)
-			rc = log_fill(bd, sb);
+	if (!rc && (rb = read_super(bd, sb)) != 0) {
+		bdev_close(bd);
+		die("%s: the new superblock does not read back: %s", a.image,
+		    strerror(-rb));
 	}
 	if (!rc)
+		rc = log_fill(bd, sb);
+	if (!rc)
 		rc = bdev_flush(bd);
+	bdev_close(bd);
 	if (rc) {
-		bdev_close(bd);
 		if (created)
 			unlink(a.image);
 		die("formatting %s failed: %s", a.image, strerror(-rc));
 	}
-	rc = read_super(bd, sb);
-	bdev_close(bd);
-	if (rc)
-		die("%s: the new superblock does not read back: %s", a.image,
-		    strerror(-rc));
 	if (!a.quiet)
 		print_summary(&a, sb);
 	free(sb);
