@@ -328,6 +328,7 @@ void inode_to_attr(uint64_t ino, const struct tfs_dinode *d,
 		   struct fs_attr *a);
 void inode_destroy_table(struct fs *fs);
 void ts_put(le64 *sec, le32 *nsec, struct timespec t);
+struct timespec ts_get(le64 sec, le32 nsec);
 
 /* ---- dir.c --------------------------------------------------------------- */
 int dir_lookup(struct fs *fs, uint64_t dir, const char *name,

@@ -19,6 +19,7 @@
 
 #define FH_SYNC   1u   /* opened O_SYNC / O_DSYNC */
 #define FH_APPEND 2u   /* opened O_APPEND */
+#define FH_NOATIME 4u  /* opened O_NOATIME */
 
 static struct tfuse *tf(fuse_req_t req)
 {
@@ -279,6 +280,8 @@ static uint64_t fh_flags(int flags)
 		fh |= FH_SYNC;
 	if (flags & O_APPEND)
 		fh |= FH_APPEND;
+	if (flags & O_NOATIME)
+		fh |= FH_NOATIME;
 	return fh;
 }
 
@@ -339,7 +342,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	n = fs_read(tf(req)->fs, ino, buf, size, (uint64_t)off);
+	n = fs_read(tf(req)->fs, ino, buf, size, (uint64_t)off,
+		    fi->fh & FH_NOATIME ? FS_READ_NOATIME : 0);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else

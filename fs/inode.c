@@ -108,7 +108,7 @@ void ts_put(le64 *sec, le32 *nsec, struct timespec t)
 	*nsec = put32((uint32_t)t.tv_nsec);
 }
 
-static struct timespec ts_get(le64 sec, le32 nsec)
+struct timespec ts_get(le64 sec, le32 nsec)
 {
 	struct timespec t = { (time_t)get64(sec), (long)get32(nsec) };
 

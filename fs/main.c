@@ -33,6 +33,8 @@ struct options {
 	unsigned sched[4];
 	char *snapdir;
 	int ro, help, version, no_uring;
+	unsigned atime;           /* FS_ATIME_* */
+	bool nodiratime;
 };
 
 enum { KEY_HELP, KEY_VERSION, KEY_RO };
@@ -94,6 +96,18 @@ static int opt_proc(void *data, const char *arg, int key,
 	case FUSE_OPT_KEY_OPT:
 		if (!strncmp(arg, "x-", 2))
 			return 0;
+		/* access time options: ours to follow (FUSE inodes are
+		 * S_NOATIME in the kernel); the kernel gets them too */
+		if (!strcmp(arg, "relatime"))
+			o->atime = FS_ATIME_RELATIME;
+		else if (!strcmp(arg, "noatime"))
+			o->atime = FS_ATIME_NOATIME;
+		else if (!strcmp(arg, "strictatime"))
+			o->atime = FS_ATIME_STRICT;
+		else if (!strcmp(arg, "nodiratime"))
+			o->nodiratime = true;
+		else if (!strcmp(arg, "diratime"))
+			o->nodiratime = false;
 		for (const char *const *p = ignored; *p; p++)
 			if (!strcmp(arg, *p))
 				return 0;
@@ -130,6 +144,10 @@ static void usage(const char *prog)
 	       "                            parameter enable_uring=Y, Linux 6.14+)\n"
 	       "    -o snapdir=visible      list .snapshot in the root (default hidden;\n"
 	       "                            always reachable by path)\n"
+	       "    -o relatime|noatime|strictatime\n"
+	       "                            when reads move the access time: after\n"
+	       "                            a change or once a day (default), never,\n"
+	       "                            always; -o nodiratime: not for listings\n"
 	       "    -o ro                   open the image read-only\n"
 	       "    -h, --help              this text\n"
 	       "    -V, --version           versions\n"
@@ -290,6 +308,8 @@ int main(int argc, char **argv)
 	fo.keep_cps = o.keep_cps;
 	memcpy(fo.sched, o.sched, sizeof(fo.sched));
 	fo.snapdir_visible = o.snapdir && !strcmp(o.snapdir, "visible");
+	fo.atime = o.atime;
+	fo.nodiratime = o.nodiratime;
 	fo.inval = tfuse_inval;
 	fo.inval_entry = tfuse_inval_entry;
 	fo.inval_arg = &t;

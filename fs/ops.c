@@ -1475,8 +1475,54 @@ int fs_readlink(struct fs *fs, uint64_t ino, char *buf, size_t size)
 	return rc;
 }
 
+static int ts_cmp(struct timespec a, struct timespec b)
+{
+	if (a.tv_sec != b.tv_sec)
+		return a.tv_sec < b.tv_sec ? -1 : 1;
+	return a.tv_nsec < b.tv_nsec ? -1 : a.tv_nsec > b.tv_nsec;
+}
+
+/* fs->lock held, d is ino's dinode: a read or a listing from the start
+ * moves the access time as the mount says (Linux's relatime rule by
+ * default: only when atime is not after mtime or ctime, or is a day
+ * old, so a file read over and over costs one update per change).  A
+ * logged SETATTR of the atime alone that keeps the ctime, so a crash
+ * cannot bring back an older atime once an fsync has returned.  Best
+ * effort: a full file system or a failed op leaves the atime alone. */
+static void atime_touch(struct fs *fs, uint64_t ino,
+			const struct tfs_dinode *d, bool dir)
+{
+	struct timespec now, at, ct;
+	struct rec r;
+	uint64_t pos;
+
+	if (fs->ro || fs->error || ino_readonly(ino) ||
+	    fs->opts.atime == FS_ATIME_NOATIME || (dir && fs->opts.nodiratime))
+		return;
+	now = fs_now();
+	at = ts_get(d->i_atime, d->i_atime_ns);
+	ct = ts_get(d->i_ctime, d->i_ctime_ns);
+	if (fs->opts.atime == FS_ATIME_STRICT ? !ts_cmp(at, now) :
+	    ts_cmp(at, ts_get(d->i_mtime, d->i_mtime_ns)) > 0 &&
+	    ts_cmp(at, ct) > 0 && now.tv_sec - at.tv_sec < 24 * 3600)
+		return;
+	if (op_begin(fs, 16, false))
+		return;
+	rec_begin(&r, TFS_OP_SETATTR);
+	w64(&r, ino);
+	w64(&r, FS_SET_ATIME);
+	w64(&r, 0);
+	w64(&r, 0);
+	w64(&r, 0);
+	w64(&r, 0);
+	wts(&r, now);
+	wts(&r, (struct timespec){ 0, 0 });
+	wts(&r, ct);
+	(void)op_exec(fs, &r, &pos);
+}
+
 ssize_t fs_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
-		uint64_t off)
+		uint64_t off, unsigned flags)
 {
 	struct read_plan plan = { 0 };
 	struct tfs_dinode *d;
@@ -1485,6 +1531,10 @@ ssize_t fs_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
 
 	pthread_mutex_lock(&fs->lock);
 	n = reg_get(fs, ino, &d);
+	if (!n && !(flags & FS_READ_NOATIME)) {
+		atime_touch(fs, ino, d, false);
+		n = reg_get(fs, ino, &d); /* op_begin may have let go */
+	}
 	if (!n)
 		n = file_read_plan(fs, ino, buf, size, off, &plan);
 	if (n > 0 && plan.n)
@@ -1592,6 +1642,11 @@ int fs_readdir(struct fs *fs, uint64_t ino, uint64_t cookie,
 	int rc;
 
 	pthread_mutex_lock(&fs->lock);
+	if (cookie == 0 && ino != FS_INO_SNAPDIR) {
+		struct tfs_dinode *d;
+		if (inode_get(fs, ino, &d) == 0 && S_ISDIR(get32(d->i_mode)))
+			atime_touch(fs, ino, d, true);
+	}
 	if (ino == FS_INO_SNAPDIR)
 		rc = snapdir_iterate(fs, cookie, fill, ctx);
 	else

@@ -42,6 +42,8 @@ struct fs_sink {
 	void *arg;
 };
 
+enum { FS_ATIME_RELATIME, FS_ATIME_NOATIME, FS_ATIME_STRICT };
+
 struct fs_opts {
 	bool ro;
 	unsigned cp_interval_ms;   /* 0: no timer (tests drive CPs) */
@@ -49,6 +51,11 @@ struct fs_opts {
 	uint64_t cache_max;        /* memory budget for blocks (struct bcache); 0: default */
 	bool no_cp_thread;         /* tests: CPs run only from fs_cp() calls */
 	bool snapdir_visible;      /* list .snapshot in readdir of the root */
+	/* access times on read and readdir: FS_ATIME_* (mount options
+	 * relatime, noatime, strictatime), none on directories when
+	 * nodiratime */
+	unsigned atime;
+	bool nodiratime;
 	/* keep every CP of the last keep_cps seconds as snapshot "@GEN" */
 	unsigned keep_cps;
 	/* scheduled snapshots kept: hourly, daily, weekly, monthly (0: off) */
@@ -151,8 +158,12 @@ int fs_rename(struct fs *fs, uint64_t parent, const char *name,
 /* 0 and a NUL-terminated target in buf; -ENAMETOOLONG if size is short */
 int fs_readlink(struct fs *fs, uint64_t ino, char *buf, size_t size);
 
+/* Reads set the access time as fs_opts.atime says (relatime by
+ * default: when it is not later than mtime or ctime, or a day old), but
+ * not with FS_READ_NOATIME (opened O_NOATIME). */
+#define FS_READ_NOATIME 1u
 ssize_t fs_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
-		uint64_t off);
+		uint64_t off, unsigned flags);
 /* FS_WRITE_SYNC: durable before return (O_SYNC/O_DSYNC). */
 #define FS_WRITE_SYNC   1u
 #define FS_WRITE_APPEND 2u

@@ -265,7 +265,7 @@ uint8_t *h_read_all(struct fs *fs, uint64_t ino, size_t *len)
 	while (done < a.size) {
 		size_t want = a.size - done > (1u << 20) ? (1u << 20)
 							 : a.size - done;
-		ssize_t n = fs_read(fs, ino, buf + done, want, done);
+		ssize_t n = fs_read(fs, ino, buf + done, want, done, 0);
 
 		ck_assert_msg(n > 0, "read ino %llu at %zu: %zd",
 			      (unsigned long long)ino, done, n);

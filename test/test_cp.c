@@ -353,7 +353,7 @@ static void *rw_reader(void *arg)
 
 	while (!c->stop) {
 		uint64_t first = (uint64_t)rand_r(&seed) % (RW_BLOCKS - 16);
-		ssize_t n = fs_read(c->fs, c->ino, buf, 16 * 4096, first * 4096);
+		ssize_t n = fs_read(c->fs, c->ino, buf, 16 * 4096, first * 4096, 0);
 		if (n != 16 * 4096) {
 			c->bad++;
 			continue;
@@ -550,7 +550,7 @@ START_TEST(test_osync_survives_crash)
 	fs = h_mount(img, false);
 	ino = h_lookup(fs, 1, "f");
 	ck_assert_uint_ne(ino, 0);
-	ck_assert_int_eq(fs_read(fs, ino, buf, 6, 0), 6);
+	ck_assert_int_eq(fs_read(fs, ino, buf, 6, 0, 0), 6);
 	ck_assert_int_eq(memcmp(buf, "synced", 6), 0);
 	fs_forget(fs, ino, 1);
 	h_unmount(fs);
@@ -596,7 +596,7 @@ START_TEST(test_checksum_mismatch_is_eio)
 	bdev_mem_data(img)[f.blkno * TFS_BLOCK_SIZE + 7] ^= 1;
 	fs = h_mount(img, true);
 	ino = h_lookup(fs, 1, "f");
-	ck_assert_int_eq(fs_read(fs, ino, buf, sizeof(buf), 0), -EIO);
+	ck_assert_int_eq(fs_read(fs, ino, buf, sizeof(buf), 0, 0), -EIO);
 	fs_forget(fs, ino, 1);
 	h_unmount(fs);
 	bdev_close(img);

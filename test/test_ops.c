@@ -108,7 +108,7 @@ static void assert_zero(uint64_t ino, uint64_t off, size_t len)
 
 	while (len) {
 		size_t n = len > sizeof(buf) ? sizeof(buf) : len;
-		ssize_t got = fs_read(fs, ino, buf, n, off);
+		ssize_t got = fs_read(fs, ino, buf, n, off, 0);
 
 		ck_assert_int_eq(got, (ssize_t)n);
 		for (size_t i = 0; i < n; i++)
@@ -124,7 +124,7 @@ static void assert_pat(uint64_t ino, uint64_t off, size_t len, uint64_t tag)
 	uint8_t *buf = malloc(len);
 	long bad;
 
-	ck_assert_int_eq(fs_read(fs, ino, buf, len, off), (ssize_t)len);
+	ck_assert_int_eq(fs_read(fs, ino, buf, len, off, 0), (ssize_t)len);
 	bad = h_cmp(buf, len, tag, off);
 	ck_assert_msg(bad < 0, "pattern %llu wrong at %llu",
 		      (unsigned long long)tag, (unsigned long long)(off + bad));
@@ -468,9 +468,136 @@ START_TEST(test_timestamps)
 	set_old_times(f);
 	{
 		char c;
-		ck_assert_int_eq(fs_read(fs, f, &c, 1, 0), 1);
+		ck_assert_int_eq(fs_read(fs, f, &c, 1, 0, 0), 1);
 	}
 	ck_assert_int_eq(attr(f).mtime.tv_sec, 1000);
+}
+END_TEST
+
+/* Access times: relatime by default, noatime, strictatime, nodiratime,
+ * O_NOATIME; an atime update keeps ctime and survives a crash once an
+ * fsync has returned. */
+static void remount_opts(unsigned atime, bool nodiratime)
+{
+	struct fs_opts o = { .no_cp_thread = true, .atime = atime,
+			     .nodiratime = nodiratime };
+
+	h_unmount(fs);
+	h_verify(bd);
+	fs = h_mount_opts(bd, &o);
+}
+
+static int stop_fill(void *ctx, const char *name, uint64_t ino,
+		     unsigned dtype, uint64_t next)
+{
+	return 1;
+}
+
+static void read1(uint64_t ino, unsigned flags)
+{
+	char c;
+
+	ck_assert_int_eq(fs_read(fs, ino, &c, 1, 0, flags), 1);
+}
+
+static bool ts_eq(struct timespec a, struct timespec b)
+{
+	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+/* all three times, in seconds */
+static void set_t(uint64_t ino, time_t at, time_t mt, time_t ct)
+{
+	struct fs_setattr sa = {
+		.mask = FS_SET_ATIME | FS_SET_MTIME | FS_SET_CTIME,
+		.atime = { at, 0 }, .mtime = { mt, 0 }, .ctime = { ct, 0 },
+	};
+	struct fs_attr a;
+
+	ck_assert_int_eq(fs_setattr(fs, ino, &sa, &a), 0);
+}
+
+START_TEST(test_atime)
+{
+	uint64_t f = h_create(fs, ROOT, "f"), d = h_mkdir(fs, ROOT, "d");
+	time_t now = time(NULL), t0 = now - 1000;
+	struct fs_attr b;
+
+	h_write(fs, f, "abc", 3, 0);
+	h_create(fs, d, "x");
+	/* relatime: atime not after mtime: a read moves it, ctime and
+	 * mtime stay */
+	set_t(f, t0, t0 + 10, t0);
+	read1(f, 0);
+	b = attr(f);
+	ck_assert(newer(b.atime, now - 5));
+	ck_assert_int_eq(b.ctime.tv_sec, t0);
+	ck_assert_int_eq(b.mtime.tv_sec, t0 + 10);
+	/* not after ctime: moved */
+	set_t(f, t0, t0 - 10, t0 + 10);
+	read1(f, 0);
+	ck_assert(newer(attr(f).atime, now - 5));
+	/* after both, and recent: reads leave it */
+	set_t(f, t0, t0 - 10, t0 - 10);
+	read1(f, 0);
+	read1(f, 0);
+	ck_assert_int_eq(attr(f).atime.tv_sec, t0);
+	/* a day old: moved */
+	set_t(f, now - 25 * 3600, now - 26 * 3600, now - 26 * 3600);
+	read1(f, 0);
+	ck_assert(newer(attr(f).atime, now - 5));
+	/* a write moves mtime: the next read moves atime */
+	set_t(f, t0, t0 - 10, t0 - 10);
+	h_write(fs, f, "d", 1, 3);
+	read1(f, 0);
+	ck_assert(newer(attr(f).atime, now - 5));
+	/* O_NOATIME: not moved even when due */
+	set_t(f, t0, t0 + 10, t0 + 10);
+	read1(f, FS_READ_NOATIME);
+	ck_assert_int_eq(attr(f).atime.tv_sec, t0);
+	/* a listing from the start moves a directory's atime; a
+	 * continued one does not */
+	set_t(d, t0, t0 + 10, t0 + 10);
+	ck_assert_int_eq(fs_readdir(fs, d, 2, stop_fill, NULL), 0);
+	ck_assert_int_eq(attr(d).atime.tv_sec, t0);
+	ck_assert_int_eq(fs_readdir(fs, d, 0, stop_fill, NULL), 0);
+	b = attr(d);
+	ck_assert(newer(b.atime, now - 5));
+	ck_assert_int_eq(b.ctime.tv_sec, t0 + 10);
+	/* the update is logged: an fsync keeps it through a crash */
+	ck_assert_int_eq(fs_fsync(fs, f, false), 0);
+	fs_abandon(fs);
+	fs = h_mount(bd, false);
+	ck_assert(ts_eq(attr(d).atime, b.atime));
+	ck_assert(ts_eq(attr(d).ctime, b.ctime));
+
+	/* noatime: never */
+	remount_opts(FS_ATIME_NOATIME, false);
+	set_t(f, t0, t0 + 10, t0 + 10);
+	read1(f, 0);
+	ck_assert_int_eq(attr(f).atime.tv_sec, t0);
+	set_t(d, t0, t0 + 10, t0 + 10);
+	ck_assert_int_eq(fs_readdir(fs, d, 0, stop_fill, NULL), 0);
+	ck_assert_int_eq(attr(d).atime.tv_sec, t0);
+	/* strictatime: every read */
+	remount_opts(FS_ATIME_STRICT, false);
+	set_t(f, t0, t0 - 10, t0 - 10);
+	read1(f, 0);
+	ck_assert(newer(attr(f).atime, now - 5));
+	/* nodiratime: files yes, directories no */
+	remount_opts(FS_ATIME_RELATIME, true);
+	set_t(d, t0, t0 + 10, t0 + 10);
+	ck_assert_int_eq(fs_readdir(fs, d, 0, stop_fill, NULL), 0);
+	ck_assert_int_eq(attr(d).atime.tv_sec, t0);
+	set_t(f, t0, t0 + 10, t0 + 10);
+	read1(f, 0);
+	ck_assert(newer(attr(f).atime, now - 5));
+	/* read-only: never */
+	set_t(f, t0, t0 + 10, t0 + 10);
+	h_unmount(fs);
+	fs = h_mount(bd, true);
+	read1(f, 0);
+	ck_assert_int_eq(attr(f).atime.tv_sec, t0);
 }
 END_TEST
 
@@ -485,7 +612,7 @@ START_TEST(test_truncate)
 	assert_pat(f, 0, 3000, 7);
 	{
 		char c;
-		ck_assert_int_eq(fs_read(fs, f, &c, 1, 3000), 0);
+		ck_assert_int_eq(fs_read(fs, f, &c, 1, 3000, 0), 0);
 	}
 	set_size(f, 20000);
 	assert_pat(f, 0, 3000, 7);
@@ -518,9 +645,9 @@ START_TEST(test_sparse)
 	assert_zero(f, 0, 1 << 20);
 	assert_pat(f, 1 << 20, 100, 3);
 	/* a read across EOF is short, at EOF empty */
-	ck_assert_int_eq(fs_read(fs, f, buf, sizeof(buf), (1 << 20) + 50), 50);
-	ck_assert_int_eq(fs_read(fs, f, buf, sizeof(buf), (1 << 20) + 100), 0);
-	ck_assert_int_eq(fs_read(fs, f, buf, sizeof(buf), 1ull << 40), 0);
+	ck_assert_int_eq(fs_read(fs, f, buf, sizeof(buf), (1 << 20) + 50, 0), 50);
+	ck_assert_int_eq(fs_read(fs, f, buf, sizeof(buf), (1 << 20) + 100, 0), 0);
+	ck_assert_int_eq(fs_read(fs, f, buf, sizeof(buf), 1ull << 40, 0), 0);
 }
 END_TEST
 
@@ -1038,7 +1165,7 @@ START_TEST(test_persist_fsync_crash)
 	fs = h_mount(bd, false);
 	{
 		uint8_t b[10];
-		ck_assert_int_eq(fs_read(fs, g, b, 10, 0), 10);
+		ck_assert_int_eq(fs_read(fs, g, b, 10, 0, 0), 10);
 		ck_assert(h_cmp(b, 10, 30, 0) < 0 || h_cmp(b, 10, 31, 0) < 0);
 	}
 	/* O_SYNC writes too */
@@ -1047,7 +1174,7 @@ START_TEST(test_persist_fsync_crash)
 	fs = h_mount(bd, false);
 	{
 		char b[4];
-		ck_assert_int_eq(fs_read(fs, g, b, 4, 0), 4);
+		ck_assert_int_eq(fs_read(fs, g, b, 4, 0, 0), 4);
 		ck_assert_mem_eq(b, "SYNC", 4);
 	}
 }
@@ -1130,6 +1257,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(tc, test_link_counts);
 	tcase_add_test(tc, test_symlinks);
 	tcase_add_test(tc, test_timestamps);
+	tcase_add_test(tc, test_atime);
 	tcase_add_test(tc, test_truncate);
 	tcase_add_test(tc, test_sparse);
 	tcase_add_test(tc, test_write_5g);

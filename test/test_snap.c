@@ -74,7 +74,7 @@ static char first_byte(uint64_t dir, const char *name)
 	char c = 0;
 
 	ck_assert_int_eq(fs_lookup(fs, dir, name, &a), 0);
-	ck_assert_int_eq(fs_read(fs, a.ino, &c, 1, 0), 1);
+	ck_assert_int_eq(fs_read(fs, a.ino, &c, 1, 0, 0), 1);
 	fs_forget(fs, a.ino, 1);
 	return c;
 }
@@ -85,7 +85,7 @@ static char first_byte_in(struct fs *f, const char *name)
 	char c = 0;
 
 	ck_assert_int_eq(fs_lookup(f, 1, name, &a), 0);
-	ck_assert_int_eq(fs_read(f, a.ino, &c, 1, 0), 1);
+	ck_assert_int_eq(fs_read(f, a.ino, &c, 1, 0, 0), 1);
 	fs_forget(f, a.ino, 1);
 	return c;
 }
@@ -403,7 +403,7 @@ START_TEST(test_keep_cps_and_schedules)
 		char c[4] = { 0 };
 		struct fs_attr f;
 		ck_assert_int_eq(fs_lookup(fs, snap_root(name), "f", &f), 0);
-		ck_assert_int_eq(fs_read(fs, f.ino, c, 3, 0), 3);
+		ck_assert_int_eq(fs_read(fs, f.ino, c, 3, 0, 0), 3);
 		ck_assert_int_eq(c[0], 'v');
 		fs_forget(fs, f.ino, 1);
 	}

@@ -205,6 +205,35 @@ EOF
 }
 run_test "utimensat: nanoseconds, UTIME_NOW, UTIME_OMIT; ctime/mtime" t_times
 
+# ~100 observations (errno, modes, link counts, which times an operation
+# moves) that must equal ext4's, recorded in conform.py
+t_conform() {
+	"$PY" "$E2E_DIR/conform.py" "$M"
+}
+run_test "same as ext4: errnos, modes, setgid dirs, times moved by each op" t_conform
+
+# AT: the access time after a cold read and a listing, mounted with
+# options $1 (in this shell: the EXIT trap must know the mount)
+atime_after_read() {
+	local img=$TMP/atime.img mnt=$TMP/atime
+	tfs_mkfs "$img" 64m && tfs_mount "$img" "$mnt" $1 || return 1
+	echo x >"$mnt/f"
+	touch -a -d @1000 "$mnt/f"      # before mtime: relatime would move it
+	echo 3 >/proc/sys/vm/drop_caches # so that the read reaches twinfs
+	cat "$mnt/f" >/dev/null
+	ls "$mnt" >/dev/null
+	AT=$(stat -c %X "$mnt/f")
+	tfs_umount "$mnt" || return 1
+	rm -f "$img"
+}
+t_noatime() {
+	atime_after_read "" || return 1
+	[ "$AT" != 1000 ] || { echo "relatime: atime did not move" >&2; return 1; }
+	atime_after_read "-o noatime" || return 1
+	[ "$AT" = 1000 ] || { echo "noatime: atime moved to $AT" >&2; return 1; }
+}
+run_step "access time: a cold read moves it, not with -o noatime" t_noatime
+
 t_xattr() {
 	py "$M" <<'EOF'
 p = sys.argv[1] + "/xattr"

@@ -103,7 +103,7 @@ static void walk_dir(struct walk *w, uint64_t dir)
 			for (uint64_t off = 0; off < a.size && off < (1 << 20);
 			     off += 4096)
 				if (fs_read(w->fs, l->ino[i], buf, sizeof(buf),
-					    off) <= 0)
+					    off, 0) <= 0)
 					break;
 		if (S_ISDIR(a.mode) && w->depth < 8) {
 			w->depth++;

@@ -1,0 +1,370 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""conform.py - POSIX behaviour checked against what ext4 does.
+
+    conform.py DIR            run the scenarios in DIR/probe, compare
+    conform.py DIR --record   print the observations (to re-record EXPECT)
+
+Each scenario records one observation: an errno name ("ok" for success),
+a mode, a link count, or which of atime/mtime/ctime ("amc", "-" for
+unchanged) an operation moved on the file or its directory.  EXPECT is
+what ext4 gave on Debian 12's kernel (mounted relatime, run as root):
+`conform.py /some/ext4/dir --record`.  twinfs must give the same.
+Exit 1 with every difference listed."""
+import ctypes
+import errno
+import json
+import os
+import stat
+import sys
+import time
+
+EXPECT = {
+    'append_pwrite': 'abcZ',
+    'chmod': '--c',
+    'chmod_7777': '0o107777',
+    'chown_nop': '--c',
+    'chown_same': '--c',
+    'create:parent': '-mc',
+    'create_7777': '0o107755',
+    'dangling_created': True,
+    'dir_size_kind': 'nonzero',
+    'fallocate': '-mc',
+    'fallocate:size': 8192,
+    'fallocate_rc': 'ok',
+    'ftruncate_rdonly': 'EINVAL',
+    'ftruncate_same': '-mc',
+    'getxattr_erange': 'ERANGE',
+    'getxattr_missing': 'ENODATA',
+    'getxattr_small': 1,
+    'link:file': '--c',
+    'link:parent': '-mc',
+    'link_dir': 'EPERM',
+    'link_exists': 'EEXIST',
+    'link_missing': 'ENOENT',
+    'listxattr_erange': 'ERANGE',
+    'listxattr_size': 19,
+    'lseek_neg': 'EINVAL',
+    'lstat_nochange': '---',
+    'mkdir:parent': '-mc',
+    'mkdir_7777': '0o41755',
+    'mkdir_exists_file': 'EEXIST',
+    'mknod_exists': 'EEXIST',
+    'nlink_file': 1,
+    'nlink_root_probe': 7,
+    'open_creat_dangling': 'ok',
+    'open_creat_dir': 'EISDIR',
+    'open_dir_rdwr': 'EISDIR',
+    'open_excl_symlink': 'EEXIST',
+    'open_nofollow': 'ELOOP',
+    'otrunc_empty': '-mc',
+    'otrunc_nonempty': '-mc',
+    'read(relatime)': 'a--',
+    'read_dir': 'EISDIR',
+    'read_wronly': 'EBADF',
+    'readdir': 'a--',
+    'readlink_file': 'EINVAL',
+    'removexattr': '--c',
+    'rename:dst_parent': '-mc',
+    'rename:file': '--c',
+    'rename:src_parent': '-mc',
+    'rename_dir:dir': '--c',
+    'rename_dir:nlink': [3, 3],
+    'rename_dir:src_parent': '-mc',
+    'rename_dir_over_empty_dir': 'ok',
+    'rename_dir_over_file': 'ENOTDIR',
+    'rename_dot': 'EBUSY',
+    'rename_file_over_dir': 'EISDIR',
+    'rename_into_self': 'EINVAL',
+    'rename_missing': 'ENOENT',
+    'rename_over_link_nlink': 1,
+    'rename_parent_into_child': 'EINVAL',
+    'rename_samelink': ['h1', 'h2'],
+    'rename_to_dot': 'EBUSY',
+    'rmdir:parent': '-mc',
+    'rmdir_dot': 'EINVAL',
+    'rmdir_dotdot': 'ENOTEMPTY',
+    'seek_data_past': 'ENXIO',
+    'seek_hole_0': 1,
+    'seek_hole_past': 'ENXIO',
+    'setgid:dir_gid': 12345,
+    'setgid:dir_mode': '0o42755',
+    'setgid:fifo_gid': 12345,
+    'setgid:file_gid': 12345,
+    'setgid:sym_gid': 12345,
+    'setxattr': '--c',
+    'setxattr_badns': 'ENOTSUP',
+    'setxattr_bigvalue': 'E2BIG',
+    'setxattr_fifo_user': 'EPERM',
+    'setxattr_longname': 'ERANGE',
+    'setxattr_symlink_user': 'EPERM',
+    'setxattr_trusted': 'ok',
+    'sparse_read': '0000000000',
+    'symlink:parent': '-mc',
+    'symlink_empty': 'ENOENT',
+    'symlink_size': 1,
+    'truncate_dir': 'EISDIR',
+    'truncate_huge': 'EFBIG',
+    'truncate_neg': 'EINVAL',
+    'truncate_same': '-mc',
+    'truncate_shrink': '-mc',
+    'umask:dir': '0o40750',
+    'umask:file': '0o100640',
+    'unlink:file': '--c',
+    'unlink:parent': '-mc',
+    'unlink_missing': 'ENOENT',
+    'unlinked_fstat_nlink': 0,
+    'write': '-mc',
+    'write0': '---',
+    'write_dirfd': 'EBADF',
+    'write_rdonly': 'EBADF',
+}
+
+libc = ctypes.CDLL(None, use_errno=True)
+base = sys.argv[1]
+out = {}
+
+
+def rec(k, v):
+    out[k] = v
+
+
+def tryop(k, f, *a):
+    try:
+        r = f(*a)
+        rec(k, 'ok')
+        return r
+    except OSError as e:
+        rec(k, errno.errorcode.get(e.errno, e.errno))
+        return None
+
+
+def st(p, follow=True):
+    return os.stat(p) if follow else os.lstat(p)
+
+
+def tick():
+    time.sleep(0.02)   # timestamps must be able to move
+
+
+def changed(k, p, before, follow=True):
+    s = st(p, follow)
+    rec(k, ''.join(f[3] if getattr(s, f) != getattr(before, f) else '-'
+                   for f in ('st_atime_ns', 'st_mtime_ns', 'st_ctime_ns')))
+
+
+os.umask(0o022)
+d = os.path.join(base, 'probe')
+os.mkdir(d, 0o755)
+
+
+def put(p, data=''):
+    with open(p, 'w') as f:
+        f.write(data)
+
+
+def times_of(k, p, op, *a, follow=True):
+    """Run op(*a); record which times of p it moved."""
+    before = st(p, follow)
+    tick()
+    op(*a)
+    changed(k, p, before, follow)
+
+
+def open_close(p, flags, mode=0o644):
+    os.close(os.open(p, flags, mode))
+
+
+# ---- which times each operation moves ----
+times_of('create:parent', d, put, d + '/f')
+f0 = st(d + '/f')
+times_of('link:parent', d, os.link, d + '/f', d + '/g')
+changed('link:file', d + '/f', f0)
+f0 = st(d + '/f')
+times_of('unlink:parent', d, os.unlink, d + '/g')
+changed('unlink:file', d + '/f', f0)
+os.mkdir(d + '/sub')
+s0, f0 = st(d + '/sub'), st(d + '/f')
+times_of('rename:src_parent', d, os.rename, d + '/f', d + '/sub/f2')
+changed('rename:dst_parent', d + '/sub', s0)
+changed('rename:file', d + '/sub/f2', f0)
+os.mkdir(d + '/dm')
+f0 = st(d + '/dm')
+times_of('rename_dir:src_parent', d, os.rename, d + '/dm', d + '/sub/dm')
+changed('rename_dir:dir', d + '/sub/dm', f0)
+rec('rename_dir:nlink', [st(d).st_nlink, st(d + '/sub').st_nlink])
+t = d + '/t'
+put(t, 'hello')
+times_of('truncate_same', t, os.truncate, t, 5)
+times_of('truncate_shrink', t, os.truncate, t, 2)
+fd = os.open(t, os.O_RDWR)
+times_of('ftruncate_same', t, os.ftruncate, fd, 2)
+os.close(fd)
+times_of('otrunc_nonempty', t, open_close, t, os.O_WRONLY | os.O_TRUNC)
+times_of('otrunc_empty', t, open_close, t, os.O_WRONLY | os.O_TRUNC)
+times_of('chmod', t, os.chmod, t, 0o600)
+times_of('chown_nop', t, os.chown, t, -1, -1)
+times_of('chown_same', t, os.chown, t, 0, 0)
+times_of('setxattr', t, os.setxattr, t, 'user.x', b'1')
+times_of('removexattr', t, os.removexattr, t, 'user.x')
+
+
+def pwrite_at(p, data, off):
+    fd = os.open(p, os.O_WRONLY)
+    os.pwrite(fd, data, off)
+    os.close(fd)
+
+
+times_of('write0', t, pwrite_at, t, b'', 0)
+times_of('write', t, pwrite_at, t, b'z', 0)
+times_of('read(relatime)', t, lambda: open(t).read())
+times_of('symlink:parent', d, os.symlink, 'x', d + '/sl')
+times_of('mkdir:parent', d, os.mkdir, d + '/m2')
+times_of('rmdir:parent', d, os.rmdir, d + '/m2')
+times_of('readdir', d, os.listdir, d)
+times_of('lstat_nochange', d + '/sl', os.lstat, d + '/sl', follow=False)
+fd = os.open(d + '/fa', os.O_CREAT | os.O_WRONLY, 0o644)
+times_of('fallocate', d + '/fa', tryop, 'fallocate_rc', os.posix_fallocate,
+         fd, 0, 8192)
+os.close(fd)
+rec('fallocate:size', st(d + '/fa').st_size)
+
+# ---- renaming a name onto another link of the same inode: nothing ----
+put(d + '/h1', '1')
+os.link(d + '/h1', d + '/h2')
+os.rename(d + '/h1', d + '/h2')
+rec('rename_samelink', sorted(x for x in os.listdir(d) if x.startswith('h')))
+
+# ---- a setgid directory passes on its group (and setgid to subdirs) ----
+sg = d + '/sg'
+os.mkdir(sg)
+os.chown(sg, 0, 12345)
+os.chmod(sg, 0o2775)
+put(sg + '/f')
+os.mkdir(sg + '/dd', 0o755)
+os.mknod(sg + '/fifo', 0o644 | stat.S_IFIFO)
+os.symlink('q', sg + '/sym')
+rec('setgid:file_gid', st(sg + '/f').st_gid)
+rec('setgid:dir_gid', st(sg + '/dd').st_gid)
+rec('setgid:dir_mode', oct(st(sg + '/dd').st_mode))
+rec('setgid:fifo_gid', st(sg + '/fifo').st_gid)
+rec('setgid:sym_gid', os.lstat(sg + '/sym').st_gid)
+
+# ---- modes: umask, all twelve bits ----
+os.umask(0o027)
+put(d + '/um')
+os.mkdir(d + '/umd')
+os.umask(0o022)
+rec('umask:file', oct(st(d + '/um').st_mode))
+rec('umask:dir', oct(st(d + '/umd').st_mode))
+open_close(d + '/m7', os.O_CREAT | os.O_WRONLY, 0o7777)
+rec('create_7777', oct(st(d + '/m7').st_mode))
+os.mkdir(d + '/d7', 0o7777)
+rec('mkdir_7777', oct(st(d + '/d7').st_mode))
+os.chmod(d + '/m7', 0o7777)
+rec('chmod_7777', oct(st(d + '/m7').st_mode))
+
+# ---- errno of each failing call ----
+tryop('rmdir_dot', os.rmdir, d + '/sub/.')
+tryop('rmdir_dotdot', os.rmdir, d + '/sub/..')
+tryop('rename_to_dot', os.rename, d + '/sub', d + '/.')
+tryop('rename_dot', os.rename, d + '/sub/.', d + '/xx')
+tryop('mkdir_exists_file', os.mkdir, t)
+tryop('link_dir', os.link, d + '/sub', d + '/sublink')
+tryop('link_missing', os.link, d + '/nope', d + '/x2')
+tryop('link_exists', os.link, t, d + '/sl')
+tryop('unlink_missing', os.unlink, d + '/nope')
+tryop('rename_missing', os.rename, d + '/nope', d + '/x3')
+tryop('rename_file_over_dir', os.rename, t, d + '/sub')
+tryop('rename_dir_over_file', os.rename, d + '/sub', t)
+os.mkdir(d + '/e1')
+os.mkdir(d + '/e2')
+tryop('rename_dir_over_empty_dir', os.rename, d + '/e1', d + '/e2')
+tryop('rename_into_self', os.rename, d + '/sub', d + '/sub/dm/x')
+tryop('rename_parent_into_child', os.rename, d + '/sub', d + '/sub/dm')
+tryop('truncate_neg', os.truncate, t, -1)
+tryop('truncate_dir', os.truncate, d + '/sub', 0)
+tryop('truncate_huge', os.truncate, t, 1 << 62)
+fd = os.open(t, os.O_RDONLY)
+tryop('ftruncate_rdonly', os.ftruncate, fd, 0)
+tryop('write_rdonly', os.write, fd, b'x')
+tryop('lseek_neg', os.lseek, fd, -1, os.SEEK_SET)
+tryop('seek_data_past', os.lseek, fd, 100, os.SEEK_DATA)
+tryop('seek_hole_past', os.lseek, fd, 100, os.SEEK_HOLE)
+rec('seek_hole_0', os.lseek(fd, 0, os.SEEK_HOLE))
+os.close(fd)
+fd = os.open(t, os.O_WRONLY)
+tryop('read_wronly', os.read, fd, 1)
+os.close(fd)
+fd = os.open(d + '/sub', os.O_RDONLY)
+tryop('read_dir', os.read, fd, 1)
+tryop('write_dirfd', os.write, fd, b'x')
+os.close(fd)
+tryop('open_dir_rdwr', os.open, d + '/sub', os.O_RDWR)
+tryop('open_creat_dir', os.open, d + '/sub', os.O_CREAT | os.O_WRONLY)
+tryop('open_excl_symlink', os.open, d + '/sl',
+      os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+tryop('open_nofollow', os.open, d + '/sl', os.O_RDONLY | os.O_NOFOLLOW)
+# O_CREAT through a dangling symlink creates its target
+tryop('open_creat_dangling', open_close, d + '/sl', os.O_CREAT | os.O_WRONLY)
+rec('dangling_created', os.path.exists(d + '/x'))
+tryop('mknod_exists', os.mknod, t, 0o644 | stat.S_IFIFO)
+tryop('symlink_empty', os.symlink, '', d + '/se')
+tryop('readlink_file', os.readlink, t)
+
+# ---- xattrs: namespaces, limits, sizes ----
+tryop('getxattr_missing', os.getxattr, t, 'user.none')
+tryop('setxattr_badns', os.setxattr, t, 'bogus.x', b'1')
+tryop('setxattr_trusted', os.setxattr, t, 'trusted.x', b'1')
+tryop('setxattr_longname', os.setxattr, t, 'user.' + 'a' * 300, b'1')
+tryop('setxattr_bigvalue', os.setxattr, t, 'user.big', b'v' * 70000)
+tryop('setxattr_symlink_user',
+      lambda: os.setxattr(d + '/sl', 'user.x', b'1', follow_symlinks=False))
+tryop('setxattr_fifo_user', os.setxattr, sg + '/fifo', 'user.x', b'1')
+os.setxattr(t, 'user.two', b'ab')
+buf = ctypes.create_string_buffer(1)
+one = ctypes.c_size_t(1)
+
+
+def raw(rc):
+    return errno.errorcode.get(ctypes.get_errno()) if rc < 0 else rc
+
+
+rec('getxattr_small', raw(libc.getxattr(t.encode(), b'trusted.x', buf, one)))
+rec('getxattr_erange', raw(libc.getxattr(t.encode(), b'user.two', buf, one)))
+rec('listxattr_erange', raw(libc.listxattr(t.encode(), buf, one)))
+rec('listxattr_size', libc.listxattr(t.encode(), None, ctypes.c_size_t(0)))
+
+# ---- sizes, link counts, data ----
+rec('dir_size_kind', 'zero' if st(d + '/e2').st_size == 0 else 'nonzero')
+rec('symlink_size', os.lstat(d + '/sl').st_size)
+rec('nlink_file', st(t).st_nlink)
+rec('nlink_root_probe', st(d).st_nlink)
+fd = os.open(d + '/ap', os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+os.write(fd, b'abc')
+os.pwrite(fd, b'Z', 0)      # Linux: O_APPEND wins over the offset
+os.close(fd)
+rec('append_pwrite', open(d + '/ap', 'rb').read().decode())
+fd = os.open(d + '/sp', os.O_CREAT | os.O_RDWR, 0o644)
+os.pwrite(fd, b'E', 10000)
+rec('sparse_read', os.pread(fd, 5, 4096).hex())
+os.close(fd)
+put(d + '/r1', '1')
+put(d + '/r2', '2')
+os.link(d + '/r2', d + '/r3')
+os.rename(d + '/r1', d + '/r2')
+rec('rename_over_link_nlink', st(d + '/r3').st_nlink)
+fd = os.open(d + '/uo', os.O_CREAT | os.O_RDWR, 0o644)
+os.write(fd, b'x')
+os.unlink(d + '/uo')
+rec('unlinked_fstat_nlink', os.fstat(fd).st_nlink)
+os.close(fd)
+
+if '--record' in sys.argv[2:]:
+    print(json.dumps(out, indent=0, sort_keys=True))
+    sys.exit(0)
+bad = [k for k in sorted(set(EXPECT) | set(out)) if EXPECT.get(k) != out.get(k)]
+for k in bad:
+    print('%s: got %r, ext4 gives %r' % (k, out.get(k), EXPECT.get(k)))
+print('conform: %d observations, %d differ from ext4' % (len(out), len(bad)))
+sys.exit(1 if bad else 0)
