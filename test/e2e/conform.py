@@ -8,7 +8,8 @@
 Each scenario records one observation: an errno name ("ok" for success),
 a mode, a link count, or which of atime/mtime/ctime ("amc", "-" for
 unchanged) an operation moved on the file or its directory.  EXPECT is
-what ext4 gave on Debian 12's kernel (mounted relatime, run as root):
+what ext4 gave on Debian 12's kernel (mounted relatime, run as root;
+the "user:" scenarios run as nobody, so a FUSE mount needs allow_other):
 `conform.py /some/ext4/dir --record`.  twinfs must give the same.
 Exit 1 with every difference listed."""
 import ctypes
@@ -118,6 +119,51 @@ EXPECT = {
     'write0': '---',
     'write_dirfd': 'EBADF',
     'write_rdonly': 'EBADF',
+    'user:chgrp_mine_to_other': 'EPERM',
+    'user:chgrp_mine_to_own': 'ok',
+    'user:chgrp_suid_mode': '0o100755',
+    'user:chgrp_suid_own': 'ok',
+    'user:chmod_mine_sgid': 'ok',
+    'user:chmod_mine_sgid_mode': '0o102755',
+    'user:chmod_root_file': 'EPERM',
+    'user:chmod_sticky_file': 'ok',
+    'user:chmod_sticky_file_mode': '0o101644',
+    'user:chown_mine_nop': 'ok',
+    'user:chown_mine_to_root': 'EPERM',
+    'user:create_in_nox_dir': 'EACCES',
+    'user:create_in_ro_dir': 'EACCES',
+    'user:create_in_sgid': 'ok',
+    'user:create_in_sgid_gid': 4242,
+    'user:create_sgid_nonmember_mode': '0o100755',
+    'user:getxattr_wonly': 'EACCES',
+    'user:link_own_file': 'ok',
+    'user:link_root_file': 'EPERM',
+    'user:list_nox_dir': 'ok',
+    'user:mkdir_in_sgid': 'ok',
+    'user:mkdir_in_sgid_gid': 4242,
+    'user:mkdir_in_sgid_mode': '0o42755',
+    'user:mknod_chr_user': 'EPERM',
+    'user:open_readonly_trunc': 'EACCES',
+    'user:open_readonly_write': 'EACCES',
+    'user:open_wonly_read': 'EACCES',
+    'user:removexattr_readonly': 'EACCES',
+    'user:rename_root_dir_across': 'EACCES',
+    'user:rename_root_dir_same': 'ok',
+    'user:setxattr_readonly': 'EACCES',
+    'user:setxattr_security_user': 'EPERM',
+    'user:setxattr_trusted_user': 'EPERM',
+    'user:setxattr_writable': 'ok',
+    'user:stat_in_nox_dir': 'EACCES',
+    'user:sticky_rename_root': 'EPERM',
+    'user:sticky_rmdir_root': 'EPERM',
+    'user:sticky_unlink_mine': 'ok',
+    'user:sticky_unlink_root': 'EPERM',
+    'user:truncate_readonly': 'EACCES',
+    'user:truncate_writable': 'ok',
+    'user:utime_now_readonly': 'EACCES',
+    'user:utime_now_writable': 'ok',
+    'user:utime_set_mine': 'ok',
+    'user:utime_set_writable': 'EPERM',
 }
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -359,6 +405,130 @@ os.write(fd, b'x')
 os.unlink(d + '/uo')
 rec('unlinked_fstat_nlink', os.fstat(fd).st_nlink)
 os.close(fd)
+
+# ---- as an unprivileged user (nobody; the mount needs allow_other) ----
+U = G = 65534
+
+
+def mk(p, mode, uid=0, gid=0, is_dir=False):
+    if is_dir:
+        os.mkdir(p)
+    else:
+        put(p, 'x')
+    os.chown(p, uid, gid)
+    os.chmod(p, mode)
+
+
+u = d + '/user'
+W = u + '/w_dir'
+mk(u, 0o755, is_dir=True)
+mk(u + '/ro_dir', 0o555, is_dir=True)
+mk(u + '/nox_dir', 0o766, is_dir=True)      # others: rw but no search
+mk(u + '/nox_dir/f', 0o644)
+mk(u + '/sticky', 0o1777, is_dir=True)
+mk(u + '/sticky/rootf', 0o666)
+mk(u + '/sticky/rootd', 0o777, is_dir=True)
+mk(u + '/sticky/userf', 0o644, U, G)
+mk(W, 0o777, is_dir=True)
+mk(W + '/rootfile', 0o666)
+mk(W + '/rootro', 0o644)
+mk(W + '/wonly', 0o622)
+mk(W + '/mine', 0o644, U, G)
+mk(W + '/mysuid', 0o6755, U, G)
+mk(W + '/rootdir', 0o755, is_dir=True)     # its '..' is not ours to change
+mk(W + '/sgd', 0o2777, 0, 4242, is_dir=True)
+os.setxattr(W + '/rootfile', 'user.a', b'1')
+
+
+def user_scenarios():
+    def urec(k, v):
+        rec('user:' + k, v)
+
+    def utry(k, f, *a):
+        tryop('user:' + k, f, *a)
+
+    def mode(p):
+        return oct(os.stat(p).st_mode)
+
+    utry('create_in_ro_dir', put, u + '/ro_dir/x')
+    utry('stat_in_nox_dir', os.stat, u + '/nox_dir/f')
+    utry('list_nox_dir', os.listdir, u + '/nox_dir')
+    utry('create_in_nox_dir', put, u + '/nox_dir/y')
+    utry('sticky_unlink_root', os.unlink, u + '/sticky/rootf')
+    utry('sticky_rmdir_root', os.rmdir, u + '/sticky/rootd')
+    utry('sticky_rename_root', os.rename, u + '/sticky/rootf', u + '/sticky/z')
+    utry('sticky_unlink_mine', os.unlink, u + '/sticky/userf')
+    utry('chmod_root_file', os.chmod, W + '/rootfile', 0o777)
+    utry('chown_mine_to_root', os.chown, W + '/mine', 0, -1)
+    utry('chgrp_mine_to_other', os.chown, W + '/mine', -1, 0)
+    utry('chgrp_mine_to_own', os.chown, W + '/mine', -1, G)
+    utry('chown_mine_nop', os.chown, W + '/mine', U, G)
+    utry('chmod_mine_sgid', os.chmod, W + '/mine', 0o2755)
+    urec('chmod_mine_sgid_mode', mode(W + '/mine'))
+    utry('chgrp_suid_own', os.chown, W + '/mysuid', -1, G)
+    urec('chgrp_suid_mode', mode(W + '/mysuid'))
+    utry('utime_now_writable', os.utime, W + '/rootfile', None)
+    utry('utime_set_writable', os.utime, W + '/rootfile', (1, 1))
+    utry('utime_now_readonly', os.utime, W + '/rootro', None)
+    utry('utime_set_mine', os.utime, W + '/mine', (5, 5))
+    utry('truncate_readonly', os.truncate, W + '/rootro', 0)
+    utry('truncate_writable', os.truncate, W + '/rootfile', 1)
+    utry('open_wonly_read', os.open, W + '/wonly', os.O_RDONLY)
+    utry('open_readonly_trunc', os.open, W + '/rootro',
+         os.O_RDONLY | os.O_TRUNC)
+    utry('open_readonly_write', os.open, W + '/rootro', os.O_WRONLY)
+    utry('setxattr_readonly', os.setxattr, W + '/rootro', 'user.b', b'1')
+    utry('setxattr_writable', os.setxattr, W + '/rootfile', 'user.b', b'1')
+    utry('getxattr_wonly', os.getxattr, W + '/wonly', 'user.a')
+    utry('setxattr_trusted_user', os.setxattr, W + '/mine', 'trusted.t', b'1')
+    utry('setxattr_security_user', os.setxattr, W + '/mine', 'security.t',
+         b'1')
+    utry('removexattr_readonly', os.removexattr, W + '/rootro', 'user.a')
+    utry('link_root_file', os.link, W + '/rootro', W + '/lnk')
+    utry('link_own_file', os.link, W + '/mine', W + '/lnk2')
+    utry('rename_root_dir_across', os.rename, W + '/rootdir',
+         u + '/sticky/moved')
+    utry('rename_root_dir_same', os.rename, W + '/rootdir', W + '/rootdir2')
+    utry('mkdir_in_sgid', os.mkdir, W + '/sgd/sub')
+    urec('mkdir_in_sgid_gid', os.stat(W + '/sgd/sub').st_gid)
+    urec('mkdir_in_sgid_mode', mode(W + '/sgd/sub'))
+    utry('create_in_sgid', put, W + '/sgd/f')
+    urec('create_in_sgid_gid', os.stat(W + '/sgd/f').st_gid)
+    open_close(W + '/sgd/f2', os.O_CREAT | os.O_WRONLY, 0o2755)
+    urec('create_sgid_nonmember_mode', mode(W + '/sgd/f2'))
+    utry('mknod_chr_user', os.mknod, W + '/chr', 0o644 | stat.S_IFCHR,
+         os.makedev(1, 3))
+    utry('chmod_sticky_file', os.chmod, W + '/mine', 0o1644)
+    urec('chmod_sticky_file_mode', mode(W + '/mine'))
+
+
+# in a child with the user's ids; its observations come back by a pipe
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    code = 0
+    try:
+        os.close(r)
+        os.setgroups([])
+        os.setresgid(G, G, G)
+        os.setresuid(U, U, U)
+        user_scenarios()
+        os.write(w, json.dumps(out).encode())
+    except BaseException as e:
+        print('user scenarios: %r' % e, file=sys.stderr)
+        code = 1
+    os._exit(code)
+os.close(w)
+data = b''
+while True:
+    c = os.read(r, 1 << 16)
+    if not c:
+        break
+    data += c
+_, status = os.waitpid(pid, 0)
+if status:
+    sys.exit(1)
+out = json.loads(data)
 
 if '--record' in sys.argv[2:]:
     print(json.dumps(out, indent=0, sort_keys=True))

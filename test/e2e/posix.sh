@@ -205,12 +205,13 @@ EOF
 }
 run_test "utimensat: nanoseconds, UTIME_NOW, UTIME_OMIT; ctime/mtime" t_times
 
-# ~100 observations (errno, modes, link counts, which times an operation
-# moves) that must equal ext4's, recorded in conform.py
+# ~140 observations (errnos, modes, link counts, which times an operation
+# moves; permission rules as nobody) that must equal ext4's, recorded in
+# conform.py
 t_conform() {
 	"$PY" "$E2E_DIR/conform.py" "$M"
 }
-run_test "same as ext4: errnos, modes, setgid dirs, times moved by each op" t_conform
+run_test "same as ext4: errnos, modes, setgid dirs, times, permission rules" t_conform
 
 # AT: the access time after a cold read and a listing, mounted with
 # options $1 (in this shell: the EXIT trap must know the mount)
