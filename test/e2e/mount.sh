@@ -3,7 +3,8 @@
 #
 # mount.sh - the tools and the mount life cycle on real FUSE mounts:
 # mkfs of a huge sparse image, mount time, data across unmount/remount,
-# mount -t fuse.twinfs, SIGTERM/SIGINT/SIGKILL of the daemon, -o ro,
+# mount -t fuse.twinfs, SIGTERM/SIGINT/SIGKILL of the daemon (also in the
+# middle of fsyncs, checked by acker.py), -o ro,
 # fsck after every unmount, mkfs refusing to overwrite, --help/--version.
 . "$(dirname "$0")/lib.sh"
 
@@ -215,6 +216,35 @@ EOF
 	tfs_umount "$MNT"
 }
 run_step "SIGKILL after fsync: fsck replays the log, data kept" t_sigkill
+
+# SIGKILL in the middle of a writer that fsyncs (in place and by
+# rename), five times over on one image: every acknowledged version is
+# there whole after each remount, and fsck finds the image clean
+t_sigkill_loop() {
+	local img=$TMP/kill.img mnt=$TMP/kill acks=$TMP/acks round pid
+	tfs_mkfs "$img" 1g || return 1
+	for round in 1 2 3 4 5; do
+		tfs_mount "$img" "$mnt" || return 1
+		"$PY" "$E2E_DIR/acker.py" write "$mnt" "$acks" "$round" &
+		pid=$!
+		TFS_PID[acker]=$pid          # the EXIT trap stops it too
+		sleep "0.$((round * 3))"
+		kill -KILL "${TFS_PID[$mnt]}"
+		wait "${TFS_PID[$mnt]}" 2>/dev/null
+		unset "TFS_PID[$mnt]"
+		wait "$pid"
+		unset "TFS_PID[acker]"
+		fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"
+		"$FSCK" -n "$img" >/dev/null ||
+			die "round $round: fsck -n after SIGKILL: exit $?" || return 1
+		tfs_mount "$img" "$mnt" || return 1
+		"$PY" "$E2E_DIR/acker.py" check "$mnt" "$acks" ||
+			die "round $round: acknowledged data lost" || return 1
+		tfs_umount "$mnt" && tfs_fsck_clean "$img" || return 1
+	done
+	rm -f "$img" "$acks"
+}
+run_step "SIGKILL during fsyncs, five rounds: every acknowledged version whole" t_sigkill_loop
 
 t_ro() {
 	tfs_mount "$IMG" "$MNT" -o ro || return 1
