@@ -358,57 +358,57 @@ void ilog_cp_failed(struct fs *fs, int err)
 	pthread_mutex_unlock(&l->lock);
 }
 
-static bool logblk_valid(const uint8_t *blk, const uint8_t uuid[16],
+/* Is blk the valid log block seq of this epoch?  The checksum is over
+ * the block with its checksum field zeroed: blk is zeroed there and put
+ * back. */
+static bool logblk_valid(uint8_t *blk, const uint8_t uuid[16],
 			 uint64_t epoch, uint64_t seq)
 {
 	struct tfs_logblk h;
-	uint8_t *copy;
 	le64 sum[2];
-	bool ok;
 
 	memcpy(&h, blk, sizeof(h));
 	if (get64(h.l_magic) != TFS_LOG_MAGIC || get64(h.l_epoch) != epoch ||
 	    get64(h.l_seq) != seq || memcmp(h.l_uuid, uuid, 16) ||
 	    get32(h.l_len) > TFS_LOG_PAYLOAD || get32(h.l_len) == 0)
 		return false;
-	copy = malloc(TFS_BLOCK_SIZE);
-	if (!copy)
-		return false;
-	memcpy(copy, blk, TFS_BLOCK_SIZE);
-	memset(((struct tfs_logblk *)copy)->l_csum, 0, sizeof(h.l_csum));
-	csum_block(copy, TFS_BLOCK_SIZE, sum);
-	ok = csum_equal(sum, h.l_csum);
-	free(copy);
-	return ok;
+	memset(((struct tfs_logblk *)blk)->l_csum, 0, sizeof(h.l_csum));
+	csum_block(blk, TFS_BLOCK_SIZE, sum);
+	memcpy(((struct tfs_logblk *)blk)->l_csum, h.l_csum, sizeof(h.l_csum));
+	return csum_equal(sum, h.l_csum);
 }
 
 /* Read the valid stream from sb's s_log_seq; *next is the first block
- * sequence that was not valid. */
+ * sequence that was not valid.  The stream grows by doubling: up to the
+ * whole region (64 MiB by default) in as many steps as it has blocks. */
 static int log_read(struct bdev *bd, const struct tfs_super *sb,
 		    uint8_t **out, size_t *outlen, uint64_t *next)
 {
 	uint64_t nb = get64(sb->s_log_blocks), seq = get64(sb->s_log_seq);
 	uint8_t *blk = malloc(TFS_BLOCK_SIZE), *s = NULL;
-	size_t len = 0;
+	size_t len = 0, cap = 0;
 	int rc = 0;
 
 	if (!blk)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < nb; i++, seq++) {
 		uint32_t k;
-		uint8_t *ns;
 		rc = bdev_read(bd, TFS_LOG_START + seq % nb, blk);
 		if (rc)
 			break;
 		if (!logblk_valid(blk, sb->s_uuid, get64(sb->s_log_epoch), seq))
 			break;
 		k = get32(((struct tfs_logblk *)blk)->l_len);
-		ns = realloc(s, len + k);
-		if (!ns) {
-			rc = -ENOMEM;
-			break;
+		if (len + k > cap) {
+			size_t nc = cap ? cap * 2 : 1u << 20;
+			uint8_t *ns = realloc(s, nc);
+			if (!ns) {
+				rc = -ENOMEM;
+				break;
+			}
+			s = ns;
+			cap = nc;
 		}
-		s = ns;
 		memcpy(s + len, blk + sizeof(struct tfs_logblk), k);
 		len += k;
 	}
