@@ -381,6 +381,37 @@ EOF
 }
 run_test "unlinked open file: still readable, space returns on close" t_unlinked_open
 
+# a listing while the directory changes (creates that split its hash
+# buckets, unlinks): every entry that stays the whole time comes exactly
+# once, and no entry comes twice
+t_readdir_churn() {
+	py "$M" <<'EOF'
+import collections, random
+d = sys.argv[1] + "/churn"
+os.mkdir(d)
+N = 5000
+for i in range(N):
+    open("%s/o%05d" % (d, i), "w").close()
+rnd = random.Random(1)
+stable = sorted("o%05d" % i for i in range(N))
+seen = collections.Counter()
+with os.scandir(d) as it:
+    for k, e in enumerate(it, 1):
+        seen[e.name] += 1
+        if k % 50 == 0 and k < 3 * N:
+            for j in range(100):
+                open("%s/n%05d_%d" % (d, k, j), "w").close()
+            for j in range(10):
+                os.unlink(d + "/" + stable.pop(rnd.randrange(len(stable))))
+dups = [n for n, c in seen.items() if c > 1]
+missing = [n for n in stable if n not in seen]
+check(not dups, "listed twice: %s" % dups[:5])
+check(not missing, "never listed though always there: %s" % missing[:5])
+check(len(seen) > N, "the listing saw %d entries" % len(seen))
+EOF
+}
+run_test "readdir while entries come and go: the others exactly once" t_readdir_churn
+
 t_bigdir() {
 	py "$M" <<'EOF'
 import random
