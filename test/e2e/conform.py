@@ -14,7 +14,9 @@ the "user:" scenarios run as nobody, so a FUSE mount needs allow_other):
 Exit 1 with every difference listed."""
 import ctypes
 import errno
+import fcntl
 import json
+import mmap
 import os
 import stat
 import sys
@@ -164,6 +166,51 @@ EXPECT = {
     'user:utime_now_writable': 'ok',
     'user:utime_set_mine': 'ok',
     'user:utime_set_writable': 'EPERM',
+    'append_pos': 5,
+    'deadcwd_create': 'ENOENT',
+    'deadcwd_list': 'ok',
+    'deadcwd_list_n': 0,
+    'deadcwd_mkdir': 'ENOENT',
+    'excl_dir': 'EEXIST',
+    'fadvise': 'ok',
+    'fdatasync_dirfd': 'ok',
+    'fifo_nonblock_wr': 'ENXIO',
+    'flock': 'ok',
+    'fsync_dirfd': 'ok',
+    'fsync_rdonly': 'ok',
+    'lchmod': 'ok',
+    'lchmod_symlink': 'NotImplementedError',
+    'lchown_symlink': 'ok',
+    'lchown_uid': 5,
+    'lockf': 'ok',
+    'lockf_conflict': 'EAGAIN',
+    'mmap_past_eof': 'signal 7',
+    'mmap_within': '7878',
+    'openat_after_rename': 'ok',
+    'openat_after_rename_where': True,
+    'read_far': 0,
+    'rename_dirself': 'ok',
+    'rename_self': 'ok',
+    'seek_end': 3,
+    'seek_far': 1099511627776,
+    'statvfs_namemax': 255,
+    'symlink_mtime': 4.0,
+    'unl_fchmod': 'ok',
+    'unl_fchown': 'ok',
+    'unl_fsetxattr': 'ok',
+    'unl_ftruncate': 'ok',
+    'unl_futimes': 'ok',
+    'unl_getxattr': '1',
+    'unl_linkat': 'EXDEV',
+    'unl_mode': '0o100600',
+    'unl_mtime': 8.0,
+    'unl_read': '68650000000000000000616263',
+    'unl_size': 2,
+    'unl_uid': 1,
+    'unl_write': 'ok',
+    'utime_symlink_nofollow': 'ok',
+    'xattr_many_err': 'ENOSPC',
+    'xattr_many_n_ge_10': True,
 }
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -200,7 +247,7 @@ def changed(k, p, before, follow=True):
 
 
 os.umask(0o022)
-d = os.path.join(base, 'probe')
+d = os.path.join(os.path.abspath(base), 'probe')
 os.mkdir(d, 0o755)
 
 
@@ -405,6 +452,128 @@ os.write(fd, b'x')
 os.unlink(d + '/uo')
 rec('unlinked_fstat_nlink', os.fstat(fd).st_nlink)
 os.close(fd)
+
+# ---- a file open after its last name went; a removed cwd; a renamed
+# directory's descriptor; mmap past EOF; locks; odd fsyncs ----
+mo = d + '/more'
+os.mkdir(mo)
+fd = os.open(mo + '/u', os.O_CREAT | os.O_RDWR, 0o644)
+os.write(fd, b'hello')
+os.unlink(mo + '/u')
+tryop('unl_fchmod', os.fchmod, fd, 0o600)
+rec('unl_mode', oct(os.fstat(fd).st_mode))
+tryop('unl_fchown', os.fchown, fd, 1, 1)
+rec('unl_uid', os.fstat(fd).st_uid)
+tryop('unl_ftruncate', os.ftruncate, fd, 2)
+rec('unl_size', os.fstat(fd).st_size)
+tryop('unl_futimes', os.utime, fd, (7, 8))
+rec('unl_mtime', os.fstat(fd).st_mtime)
+tryop('unl_fsetxattr', os.setxattr, fd, 'user.q', b'1')
+rec('unl_getxattr', os.getxattr(fd, 'user.q').decode())
+tryop('unl_linkat', os.link, '/proc/self/fd/%d' % fd, mo + '/back')
+tryop('unl_write', os.pwrite, fd, b'abc', 10)
+rec('unl_read', os.pread(fd, 20, 0).hex())
+os.close(fd)
+
+os.mkdir(mo + '/gone')
+cwd = os.getcwd()
+os.chdir(mo + '/gone')
+os.rmdir(mo + '/gone')
+tryop('deadcwd_create', put, 'x')
+tryop('deadcwd_mkdir', os.mkdir, 'y')
+tryop('deadcwd_list', os.listdir, '.')
+rec('deadcwd_list_n', len(os.listdir('.')) if out['deadcwd_list'] == 'ok'
+    else -1)
+os.chdir(cwd)
+
+os.mkdir(mo + '/r1')
+dfd = os.open(mo + '/r1', os.O_RDONLY)
+os.rename(mo + '/r1', mo + '/r2')
+tryop('openat_after_rename', lambda: os.close(
+    os.open('f', os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=dfd)))
+rec('openat_after_rename_where', os.path.exists(mo + '/r2/f'))
+os.close(dfd)
+
+p = mo + '/mm'
+with open(p, 'wb') as f:
+    f.write(b'x' * 8192)
+fd = os.open(p, os.O_RDWR)
+m = mmap.mmap(fd, 8192)
+os.ftruncate(fd, 100)
+pid = os.fork()
+if pid == 0:                  # a load past the new EOF: SIGBUS
+    _ = m[5000]
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+rec('mmap_past_eof', 'signal %d' % os.WTERMSIG(status)
+    if os.WIFSIGNALED(status) else 'exit %d' % os.WEXITSTATUS(status))
+rec('mmap_within', m[50:52].hex())
+m.close()
+os.close(fd)
+
+p = mo + '/xa'
+put(p)
+n = 0
+try:
+    for i in range(200):
+        os.setxattr(p, 'user.k%03d' % i, b'v' * 200)
+        n += 1
+except OSError as e:
+    rec('xattr_many_err', errno.errorcode.get(e.errno))
+rec('xattr_many_n_ge_10', n >= 10)
+
+tryop('excl_dir', os.open, mo, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+put(mo + '/same')
+tryop('rename_self', os.rename, mo + '/same', mo + '/same')
+tryop('rename_dirself', os.rename, mo + '/r2', mo + '/r2')
+p = mo + '/ap2'
+fd = os.open(p, os.O_CREAT | os.O_RDWR | os.O_APPEND, 0o644)
+os.write(fd, b'12345')
+rec('append_pos', os.lseek(fd, 0, os.SEEK_CUR))
+os.close(fd)
+fd = os.open(p, os.O_RDONLY)
+rec('seek_end', os.lseek(fd, -2, os.SEEK_END))
+rec('seek_far', os.lseek(fd, 1 << 40, os.SEEK_SET))
+rec('read_far', len(os.read(fd, 10)))
+tryop('fsync_rdonly', os.fsync, fd)
+tryop('fadvise', os.posix_fadvise, fd, 0, 0, os.POSIX_FADV_DONTNEED)
+os.close(fd)
+dfd = os.open(mo, os.O_RDONLY)
+tryop('fsync_dirfd', os.fsync, dfd)
+tryop('fdatasync_dirfd', os.fdatasync, dfd)
+os.close(dfd)
+
+fd = os.open(p, os.O_RDWR)
+tryop('flock', fcntl.flock, fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+tryop('lockf', fcntl.lockf, fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+pid = os.fork()
+if pid == 0:                  # another process meets the lock
+    code = 0
+    try:
+        fcntl.lockf(os.open(p, os.O_RDWR), fcntl.LOCK_EX | fcntl.LOCK_NB,
+                    1, 0)
+    except OSError as e:
+        code = e.errno
+    os._exit(code)
+_, status = os.waitpid(pid, 0)
+rec('lockf_conflict', errno.errorcode.get(os.WEXITSTATUS(status),
+                                          os.WEXITSTATUS(status)))
+os.close(fd)
+rec('statvfs_namemax', os.statvfs(base).f_namemax)
+os.mkfifo(mo + '/ff')
+tryop('fifo_nonblock_wr', os.open, mo + '/ff', os.O_WRONLY | os.O_NONBLOCK)
+tryop('lchmod', lambda: os.chmod(mo + '/ff', 0o600, follow_symlinks=False))
+os.symlink('ff', mo + '/sl')
+try:
+    os.chmod(mo + '/sl', 0o600, follow_symlinks=False)
+    rec('lchmod_symlink', 'ok')
+except (OSError, NotImplementedError) as e:
+    rec('lchmod_symlink', type(e).__name__ + str(getattr(e, 'errno', '')))
+tryop('lchown_symlink', os.lchown, mo + '/sl', 5, 5)
+rec('lchown_uid', os.lstat(mo + '/sl').st_uid)
+tryop('utime_symlink_nofollow',
+      lambda: os.utime(mo + '/sl', (3, 4), follow_symlinks=False))
+rec('symlink_mtime', os.lstat(mo + '/sl').st_mtime)
 
 # ---- as an unprivileged user (nobody; the mount needs allow_other) ----
 U = G = 65534
