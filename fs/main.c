@@ -97,17 +97,24 @@ static int opt_proc(void *data, const char *arg, int key,
 		if (!strncmp(arg, "x-", 2))
 			return 0;
 		/* access time options: ours to follow (FUSE inodes are
-		 * S_NOATIME in the kernel); the kernel gets them too */
-		if (!strcmp(arg, "relatime"))
-			o->atime = FS_ATIME_RELATIME;
-		else if (!strcmp(arg, "noatime"))
+		 * S_NOATIME in the kernel).  libfuse 3.14 passes noatime
+		 * and atime on to the kernel and refuses the others */
+		if (!strcmp(arg, "noatime")) {
 			o->atime = FS_ATIME_NOATIME;
-		else if (!strcmp(arg, "strictatime"))
+			return 1;
+		}
+		if (!strcmp(arg, "atime") || !strcmp(arg, "relatime")) {
+			o->atime = FS_ATIME_RELATIME;
+			return arg[0] == 'a';
+		}
+		if (!strcmp(arg, "strictatime")) {
 			o->atime = FS_ATIME_STRICT;
-		else if (!strcmp(arg, "nodiratime"))
-			o->nodiratime = true;
-		else if (!strcmp(arg, "diratime"))
-			o->nodiratime = false;
+			return 0;
+		}
+		if (!strcmp(arg, "nodiratime") || !strcmp(arg, "diratime")) {
+			o->nodiratime = arg[0] == 'n';
+			return 0;
+		}
 		for (const char *const *p = ignored; *p; p++)
 			if (!strcmp(arg, *p))
 				return 0;
