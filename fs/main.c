@@ -25,6 +25,7 @@
 #include "format.h"
 #include "fuse_ops.h"
 #include "fuse_wire.h"
+#include "imagelock.h"
 
 struct options {
 	char *image, *mountpoint_arg;
@@ -166,28 +167,10 @@ static void usage(const char *prog)
 	fuse_lowlevel_help();
 }
 
-/*
- * Stopgap until bdev_file_open locks the image itself: a second
- * read-write mount of the same image would write its own CPs over the
- * first one's.  An open file description lock (not flock, so it cannot
- * clash with one bdev.c may take) shared for ro, exclusive otherwise.
- * The fd stays open, and locked, in the daemon after the fork.
- */
-static int image_lock(const char *path, bool ro, int *fdp)
+static void lock_waiting(const char *path)
 {
-	struct flock fl = { .l_type = ro ? F_RDLCK : F_WRLCK,
-			    .l_whence = SEEK_SET };
-	int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
-		int rc = errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
-		close(fd);
-		return rc;
-	}
-	*fdp = fd;
-	return 0;
+	fprintf(stderr, "twinfs: %s: waiting for the program that has it open "
+		"(a twinfs daemon finishing its last CP after umount?)\n", path);
 }
 
 /* What fs_mount's error means to someone mounting an image. */
@@ -293,10 +276,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "twinfs: no mountpoint\n");
 		goto out_args;
 	}
-	rc = image_lock(image, o.ro, &lock_fd);
+	rc = image_lock(image, o.ro, &lock_fd, lock_waiting);
 	if (rc == -EBUSY) {
-		fprintf(stderr, "twinfs: %s: in use by another mount\n",
-			o.image);
+		fprintf(stderr, "twinfs: %s: %s\n", o.image,
+			image_mounted(image) ? "in use by another mount" :
+			"still in use by another program");
 		goto out_args;
 	}
 	if (!rc)

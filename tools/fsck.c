@@ -33,6 +33,7 @@
 
 #include "bdev.h"
 #include "format.h"
+#include "imagelock.h"
 #include "twinfs.h"
 
 #define PROG "fsck.twinfs"
@@ -358,29 +359,10 @@ static void print_json(const struct fsck_args *a, const struct result *r,
 	printf(",\n  \"exit\": %d\n}\n", status);
 }
 
-/* Whether the image is mounted (its path is a source in the mount
- * table).  Replaying or repairing under a running daemon would destroy
- * the file system. */
-static bool is_mounted(const char *image)
+static void lock_waiting(const char *path)
 {
-	char *real = realpath(image, NULL);
-	char line[4096], src[4096];
-	bool found = false;
-	FILE *f = fopen("/proc/self/mounts", "re");
-
-	if (!f || !real) {
-		if (f)
-			fclose(f);
-		free(real);
-		return false;
-	}
-	while (!found && fgets(line, sizeof(line), f))
-		if (sscanf(line, "%4095s", src) == 1 &&
-		    (strcmp(src, real) == 0 || strcmp(src, image) == 0))
-			found = true;
-	fclose(f);
-	free(real);
-	return found;
+	fprintf(stderr, PROG ": %s: waiting for the program that has it open "
+		"(a twinfs daemon finishing its last CP after umount?)\n", path);
 }
 
 int main(int argc, char **argv)
@@ -396,10 +378,21 @@ int main(int argc, char **argv)
 	m.echo = !a.json;
 	log_verbose = a.verbose;
 	fs_set_log(core_log);
-	if (a.mode != MODE_NO && is_mounted(a.image)) {
+	/* Replaying or repairing under a running daemon would destroy the
+	 * file system; -n only reads. */
+	if (a.mode != MODE_NO && image_mounted(a.image)) {
 		fprintf(stderr, PROG ": %s is mounted; unmount it first or use -n\n",
 			a.image);
 		return FSCK_ERROR;
+	}
+	if (a.mode != MODE_NO) {
+		int lock_fd;    /* held until exit */
+		rc = image_lock(a.image, false, &lock_fd, lock_waiting);
+		if (rc) {
+			fprintf(stderr, PROG ": %s: %s\n", a.image, rc == -EBUSY ?
+				"in use by another program" : strerror(-rc));
+			return FSCK_ERROR;
+		}
 	}
 	rc = bdev_file_open(a.image, a.mode == MODE_NO, &bd);
 	if (rc) {

@@ -27,6 +27,7 @@
 
 #include "bdev.h"
 #include "format.h"
+#include "imagelock.h"
 #include "twinfs.h"
 
 #define PROG "mkfs.twinfs"
@@ -397,23 +398,11 @@ static int log_fill(struct bdev *bd, const struct tfs_super *sb)
 	return rc;
 }
 
-/* Whether IMAGE is the source of a mount (a running twinfs daemon, or a
- * mounted block device).  Formatting it would destroy a live file system,
- * so this is refused even with -f. */
-static bool is_mounted(const char *image)
+static void lock_waiting(const char *path)
 {
-	char *real = realpath(image, NULL);
-	char line[4096], src[4096];
-	bool found = false;
-	FILE *f = fopen("/proc/self/mounts", "re");
-
-	while (f && real && !found && fgets(line, sizeof(line), f))
-		if (sscanf(line, "%4095s", src) == 1 && strcmp(src, real) == 0)
-			found = true;
-	if (f)
-		fclose(f);
-	free(real);
-	return found;
+	fprintf(stderr, "mkfs.twinfs: %s: waiting for the program that has it "
+		"open (a twinfs daemon finishing its last CP after umount?)\n",
+		path);
 }
 
 /* Open (creating it sparse if needed) and size the image.  Returns the
@@ -451,8 +440,19 @@ static uint64_t prepare_image(const struct mkfs_args *a, bool *created)
 	}
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
 		die("%s is neither a regular file nor a block device", a->image);
-	if (is_mounted(a->image))
+	/* a mounted image (a running daemon, or a mounted block device)
+	 * is refused even with -f: formatting it would destroy a live file
+	 * system; the lock waits out a daemon still finishing */
+	if (image_mounted(a->image))
 		die("%s is mounted; unmount it first", a->image);
+	if (!a->dry_run) {
+		int lock_fd, rc;    /* held until exit */
+		rc = image_lock(a->image, false, &lock_fd, lock_waiting);
+		if (rc == -EBUSY)
+			die("%s is in use by another program", a->image);
+		if (rc)
+			die("cannot open %s: %s", a->image, strerror(-rc));
+	}
 	fd = open(a->image, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		die("cannot open %s: %s", a->image, strerror(errno));

@@ -246,6 +246,42 @@ t_sigkill_loop() {
 }
 run_step "SIGKILL during fsyncs, five rounds: every acknowledged version whole" t_sigkill_loop
 
+# umount returns while the daemon still writes its last CP: a mount,
+# fsck -y or mkfs -f right after it waits for that daemon (the image is
+# locked) instead of failing or writing under it
+t_after_umount() {
+	local img=$TMP/race.img mnt=$TMP/race out sum old
+	tfs_mkfs "$img" 1g || return 1
+	tfs_mount "$img" "$mnt" -o cp_interval=0 || return 1
+	head -c 150M /dev/urandom >"$mnt/f"
+	sum=$(md5sum <"$mnt/f")
+	old=${TFS_PID[$mnt]}
+	TFS_PID[race-old]=$old             # the EXIT trap stops it too
+	umount "$mnt" || return 1
+	tfs_mount "$img" "$mnt" || return 1
+	wait "$old" || die "the first daemon exited with $?" || return 1
+	unset "TFS_PID[race-old]"
+	expect_eq "data after umount and an immediate mount" "$sum" \
+		"$(md5sum <"$mnt/f")" || return 1
+	head -c 150M /dev/urandom >"$mnt/g"
+	sum=$(md5sum <"$mnt/g")
+	umount "$mnt" || return 1
+	out=$("$FSCK" -y "$img" 2>&1) ||
+		die "fsck -y right after umount: exit $?: $out" || return 1
+	grep -q "waiting for the program" <<<"$out" ||
+		echo "    (the daemon had finished before fsck started)"
+	tfs_wait_exit "$mnt" || return 1
+	tfs_fsck_clean "$img" || return 1
+	tfs_mount "$img" "$mnt" || return 1
+	expect_eq "data after umount and an immediate fsck -y" "$sum" \
+		"$(md5sum <"$mnt/g")" || return 1
+	umount "$mnt" || return 1
+	"$MKFS" -q -f -s 1g "$img" || die "mkfs -f right after umount" || return 1
+	tfs_wait_exit "$mnt" || return 1
+	tfs_fsck_clean "$img" && rm -f "$img"
+}
+run_step "right after umount: mount, fsck -y and mkfs -f wait for the last CP" t_after_umount
+
 t_ro() {
 	tfs_mount "$IMG" "$MNT" -o ro || return 1
 	(
