@@ -211,6 +211,20 @@ EXPECT = {
     'utime_symlink_nofollow': 'ok',
     'xattr_many_err': 'ENOSPC',
     'xattr_many_n_ge_10': True,
+    'times:exchange_dstdir': '-mc',
+    'times:exchange_file': '--c',
+    'times:exchange_rc': 0,
+    'times:falloc_keep': '-mc',
+    'times:mkfifo_parent': '-mc',
+    'times:mmap_write': 'amc',
+    'times:punch': '-mc',
+    'times:rename_dir_into_dst': '-mc',
+    'times:rename_dir_out_self': '--c',
+    'times:rename_victim_ctime': '--c',
+    'times:truncate_grow': '-mc',
+    'times:utime_explicit': 'amc',
+    'times:utime_now': 'amc',
+    'times:zero_range': '-mc',
 }
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -452,6 +466,67 @@ os.write(fd, b'x')
 os.unlink(d + '/uo')
 rec('unlinked_fstat_nlink', os.fstat(fd).st_nlink)
 os.close(fd)
+
+# ---- more times: a rename's victim, utimes, directories moved in and
+# out, RENAME_EXCHANGE, every fallocate mode, truncate up, mmap stores ----
+tm = d + '/times'
+os.mkdir(tm)
+
+
+def tt(k, p, op, *a):
+    times_of('times:' + k, p, op, *a)
+
+
+put(tm + '/r1')
+put(tm + '/r2')
+os.link(tm + '/r2', tm + '/r3')
+tt('rename_victim_ctime', tm + '/r3', os.rename, tm + '/r1', tm + '/r2')
+put(tm + '/u')
+tt('utime_explicit', tm + '/u', os.utime, tm + '/u', (5, 5))
+tt('utime_now', tm + '/u', os.utime, tm + '/u', None)
+os.mkdir(tm + '/x')
+os.mkdir(tm + '/y')
+put(tm + '/y/f')
+tt('rename_dir_into_dst', tm + '/y', os.rename, tm + '/x', tm + '/y/x')
+b = st(tm + '/y/x')
+tick()
+os.rename(tm + '/y/x', tm + '/x2')
+changed('times:rename_dir_out_self', tm + '/x2', b)
+put(tm + '/e1')
+os.mkdir(tm + '/ed')
+put(tm + '/ed/e2')
+b, b2 = st(tm + '/e1'), st(tm + '/ed')
+tick()
+rec('times:exchange_rc', libc.renameat2(-100, (tm + '/e1').encode(), -100,
+                                        (tm + '/ed/e2').encode(),
+                                        2))           # RENAME_EXCHANGE
+changed('times:exchange_file', tm + '/ed/e2', b)
+changed('times:exchange_dstdir', tm + '/ed', b2)
+fd = os.open(tm + '/ph', os.O_CREAT | os.O_RDWR, 0o644)
+os.write(fd, b'a' * 16384)
+for k, mode, length in (('punch', 3, 4096), ('falloc_keep', 1, 1 << 20),
+                        ('zero_range', 16, 4096)):
+    tt(k, tm + '/ph', libc.fallocate, fd, mode, ctypes.c_int64(0),
+       ctypes.c_int64(length))
+os.close(fd)
+tt('mkfifo_parent', tm, os.mkfifo, tm + '/ff')
+put(tm + '/g')
+tt('truncate_grow', tm + '/g', os.truncate, tm + '/g', 10000)
+
+
+def mmap_store(p):
+    fd = os.open(p, os.O_RDWR)
+    m = mmap.mmap(fd, 4096)
+    m[0:1] = b'z'
+    m.flush()
+    m.close()
+    os.close(fd)
+    time.sleep(0.05)
+
+
+put(tm + '/mm')
+os.truncate(tm + '/mm', 4096)
+tt('mmap_write', tm + '/mm', mmap_store, tm + '/mm')
 
 # ---- a file open after its last name went; a removed cwd; a renamed
 # directory's descriptor; mmap past EOF; locks; odd fsyncs ----

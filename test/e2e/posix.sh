@@ -205,7 +205,7 @@ EOF
 }
 run_test "utimensat: nanoseconds, UTIME_NOW, UTIME_OMIT; ctime/mtime" t_times
 
-# ~190 observations (errnos, modes, link counts, which times an operation
+# ~200 observations (errnos, modes, link counts, which times an operation
 # moves; permission rules as nobody) that must equal ext4's, recorded in
 # conform.py
 t_conform() {
