@@ -63,17 +63,16 @@ bool image_mounted(const char *path)
 	return found;
 }
 
-int image_lock(const char *path, bool shared, int *fdp,
-	       void (*waiting)(const char *path))
+int image_lock(const char *path, bool shared, int *fdp, const char *prog)
 {
 	struct flock fl = { .l_type = shared ? F_RDLCK : F_WRLCK,
 			    .l_whence = SEEK_SET };
 	struct timespec tick = { 0, 100 * 1000 * 1000 };
-	int fd = open(path, (shared ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	int fd = open(path, (shared ? O_RDONLY : O_RDWR) | O_CLOEXEC), i;
 
 	if (fd < 0)
 		return -errno;
-	for (int i = 0; ; i++) {
+	for (i = 0; ; i++) {
 		if (fcntl(fd, F_OFD_SETLK, &fl) == 0) {
 			*fdp = fd;
 			return 0;
@@ -85,10 +84,12 @@ int image_lock(const char *path, bool shared, int *fdp,
 		}
 		if (image_mounted(path) || i == IMAGE_LOCK_WAIT_S * 10)
 			break;
-		if (i == 0 && waiting)
-			waiting(path);
+		if (i == 0)
+			fprintf(stderr, "%s: %s: waiting for the program that "
+				"has it open (a twinfs daemon finishing its "
+				"last CP after umount?)\n", prog, path);
 		nanosleep(&tick, NULL);
 	}
 	close(fd);
-	return -EBUSY;
+	return i < IMAGE_LOCK_WAIT_S * 10 ? -EBUSY : -ETIMEDOUT;
 }

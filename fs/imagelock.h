@@ -15,11 +15,10 @@ bool image_mounted(const char *path);
 
 /* Lock the image: shared (read-only mounts) or exclusive (read-write
  * mounts, fsck that writes, mkfs).  A holder whose image is no longer
- * mounted is waited for, up to IMAGE_LOCK_WAIT_S, with waiting(path)
- * called once first (NULL: quietly).  0 and *fdp (keep it open while the
- * image is in use; closing it unlocks); -EBUSY if mounted or still held
- * after the wait; -errno if the image cannot be opened. */
-int image_lock(const char *path, bool shared, int *fdp,
-	       void (*waiting)(const char *path));
+ * mounted is waited for, up to IMAGE_LOCK_WAIT_S, saying so once on
+ * stderr as prog.  0 and *fdp (keep it open while the image is in use;
+ * closing it unlocks); -EBUSY if the image is mounted, -ETIMEDOUT if
+ * still held after the wait, -errno if it cannot be opened. */
+int image_lock(const char *path, bool shared, int *fdp, const char *prog);
 
 #endif

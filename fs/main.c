@@ -167,12 +167,6 @@ static void usage(const char *prog)
 	fuse_lowlevel_help();
 }
 
-static void lock_waiting(const char *path)
-{
-	fprintf(stderr, "twinfs: %s: waiting for the program that has it open "
-		"(a twinfs daemon finishing its last CP after umount?)\n", path);
-}
-
 /* What fs_mount's error means to someone mounting an image. */
 static const char *mount_error(int rc)
 {
@@ -276,10 +270,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "twinfs: no mountpoint\n");
 		goto out_args;
 	}
-	rc = image_lock(image, o.ro, &lock_fd, lock_waiting);
-	if (rc == -EBUSY) {
-		fprintf(stderr, "twinfs: %s: %s\n", o.image,
-			image_mounted(image) ? "in use by another mount" :
+	rc = image_lock(image, o.ro, &lock_fd, "twinfs");
+	if (rc == -EBUSY || rc == -ETIMEDOUT) {
+		fprintf(stderr, "twinfs: %s: %s\n", o.image, rc == -EBUSY ?
+			"in use by another mount" :
 			"still in use by another program");
 		goto out_args;
 	}

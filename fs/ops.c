@@ -1059,21 +1059,15 @@ out:
 	return rc;
 }
 
-int fs_setattr(struct fs *fs, uint64_t ino, const struct fs_setattr *sa,
-	       struct fs_attr *out)
+/* fs->lock held, op_begin done: apply and log the SETATTR sa, at time
+ * now.  fs_setattr, and the access time a read moves. */
+static int setattr_exec(struct fs *fs, uint64_t ino,
+			const struct fs_setattr *sa, struct timespec now)
 {
-	struct timespec now = fs_now();
+	unsigned mask = sa->mask;
 	struct rec r;
 	uint64_t pos;
-	unsigned mask = sa->mask;
-	int rc;
 
-	if (ino_readonly(ino))
-		return -EROFS;
-	pthread_mutex_lock(&fs->lock);
-	rc = op_begin(fs, 16, (mask & FS_SET_SIZE) != 0);
-	if (rc)
-		goto out;
 	if (mask & FS_SET_ATIME_NOW)
 		mask |= FS_SET_ATIME;
 	if (mask & FS_SET_MTIME_NOW)
@@ -1089,7 +1083,22 @@ int fs_setattr(struct fs *fs, uint64_t ino, const struct fs_setattr *sa,
 	wts(&r, mask & FS_SET_ATIME_NOW ? now : sa->atime);
 	wts(&r, mask & FS_SET_MTIME_NOW ? now : sa->mtime);
 	wts(&r, mask & FS_SET_CTIME ? sa->ctime : now);
-	rc = op_exec(fs, &r, &pos);
+	return op_exec(fs, &r, &pos);
+}
+
+int fs_setattr(struct fs *fs, uint64_t ino, const struct fs_setattr *sa,
+	       struct fs_attr *out)
+{
+	struct timespec now = fs_now();
+	int rc;
+
+	if (ino_readonly(ino))
+		return -EROFS;
+	pthread_mutex_lock(&fs->lock);
+	rc = op_begin(fs, 16, (sa->mask & FS_SET_SIZE) != 0);
+	if (rc)
+		goto out;
+	rc = setattr_exec(fs, ino, sa, now);
 	if (!rc)
 		fill_attr(fs, ino, out, false);
 out:
@@ -1486,37 +1495,28 @@ static int ts_cmp(struct timespec a, struct timespec b)
  * old, so a file read over and over costs one update per change).  A
  * logged SETATTR of the atime alone that keeps the ctime, so a crash
  * cannot bring back an older atime once an fsync has returned.  Best
- * effort: a full file system or a failed op leaves the atime alone. */
-static void atime_touch(struct fs *fs, uint64_t ino,
+ * effort: a full file system or a failed op leaves the atime alone.
+ * True if it tried (op_begin may have let go of fs->lock: d is stale
+ * then). */
+static bool atime_touch(struct fs *fs, uint64_t ino,
 			const struct tfs_dinode *d, bool dir)
 {
-	struct timespec now, at, ct;
-	struct rec r;
-	uint64_t pos;
+	struct fs_setattr sa = { .mask = FS_SET_ATIME_NOW | FS_SET_CTIME };
+	struct timespec now, at;
 
 	if (fs->ro || fs->error || ino_readonly(ino) ||
 	    fs->opts.atime == FS_ATIME_NOATIME || (dir && fs->opts.nodiratime))
-		return;
+		return false;
 	now = fs_now();
 	at = ts_get(d->i_atime, d->i_atime_ns);
-	ct = ts_get(d->i_ctime, d->i_ctime_ns);
+	sa.ctime = ts_get(d->i_ctime, d->i_ctime_ns);
 	if (fs->opts.atime == FS_ATIME_STRICT ? !ts_cmp(at, now) :
 	    ts_cmp(at, ts_get(d->i_mtime, d->i_mtime_ns)) > 0 &&
-	    ts_cmp(at, ct) > 0 && now.tv_sec - at.tv_sec < 24 * 3600)
-		return;
-	if (op_begin(fs, 16, false))
-		return;
-	rec_begin(&r, TFS_OP_SETATTR);
-	w64(&r, ino);
-	w64(&r, FS_SET_ATIME);
-	w64(&r, 0);
-	w64(&r, 0);
-	w64(&r, 0);
-	w64(&r, 0);
-	wts(&r, now);
-	wts(&r, (struct timespec){ 0, 0 });
-	wts(&r, ct);
-	(void)op_exec(fs, &r, &pos);
+	    ts_cmp(at, sa.ctime) > 0 && now.tv_sec - at.tv_sec < 24 * 3600)
+		return false;
+	if (op_begin(fs, 16, false) == 0)
+		(void)setattr_exec(fs, ino, &sa, now);
+	return true;
 }
 
 ssize_t fs_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
@@ -1529,10 +1529,8 @@ ssize_t fs_read(struct fs *fs, uint64_t ino, void *buf, size_t size,
 
 	pthread_mutex_lock(&fs->lock);
 	n = reg_get(fs, ino, &d);
-	if (!n && !(flags & FS_READ_NOATIME)) {
-		atime_touch(fs, ino, d, false);
-		n = reg_get(fs, ino, &d); /* op_begin may have let go */
-	}
+	if (!n && !(flags & FS_READ_NOATIME) && atime_touch(fs, ino, d, false))
+		n = reg_get(fs, ino, &d);
 	if (!n)
 		n = file_read_plan(fs, ino, buf, size, off, &plan);
 	if (n > 0 && plan.n)

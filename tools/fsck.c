@@ -359,12 +359,6 @@ static void print_json(const struct fsck_args *a, const struct result *r,
 	printf(",\n  \"exit\": %d\n}\n", status);
 }
 
-static void lock_waiting(const char *path)
-{
-	fprintf(stderr, PROG ": %s: waiting for the program that has it open "
-		"(a twinfs daemon finishing its last CP after umount?)\n", path);
-}
-
 int main(int argc, char **argv)
 {
 	struct fsck_args a = { 0 };
@@ -387,9 +381,10 @@ int main(int argc, char **argv)
 	}
 	if (a.mode != MODE_NO) {
 		int lock_fd;    /* held until exit */
-		rc = image_lock(a.image, false, &lock_fd, lock_waiting);
+		rc = image_lock(a.image, false, &lock_fd, PROG);
 		if (rc) {
-			fprintf(stderr, PROG ": %s: %s\n", a.image, rc == -EBUSY ?
+			fprintf(stderr, PROG ": %s: %s\n", a.image,
+				rc == -EBUSY || rc == -ETIMEDOUT ?
 				"in use by another program" : strerror(-rc));
 			return FSCK_ERROR;
 		}

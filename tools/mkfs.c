@@ -398,13 +398,6 @@ static int log_fill(struct bdev *bd, const struct tfs_super *sb)
 	return rc;
 }
 
-static void lock_waiting(const char *path)
-{
-	fprintf(stderr, "mkfs.twinfs: %s: waiting for the program that has it "
-		"open (a twinfs daemon finishing its last CP after umount?)\n",
-		path);
-}
-
 /* Open (creating it sparse if needed) and size the image.  Returns the
  * size in bytes of the file system to make; sets *created. */
 static uint64_t prepare_image(const struct mkfs_args *a, bool *created)
@@ -447,8 +440,8 @@ static uint64_t prepare_image(const struct mkfs_args *a, bool *created)
 		die("%s is mounted; unmount it first", a->image);
 	if (!a->dry_run) {
 		int lock_fd, rc;    /* held until exit */
-		rc = image_lock(a->image, false, &lock_fd, lock_waiting);
-		if (rc == -EBUSY)
+		rc = image_lock(a->image, false, &lock_fd, PROG);
+		if (rc == -EBUSY || rc == -ETIMEDOUT)
 			die("%s is in use by another program", a->image);
 		if (rc)
 			die("cannot open %s: %s", a->image, strerror(-rc));
